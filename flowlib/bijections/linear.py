@@ -1,0 +1,174 @@
+r"""Linear bijections: a general invertible matrix and fixed permutations.
+
+A linear map :math:`z = Wx + b` has the constant Jacobian :math:`W`, so
+
+.. math::
+
+    \log\left|\det \frac{\partial z}{\partial x}\right| = \log|\det W| .
+
+For a general :math:`D \times D` matrix the determinant and the inverse cost
+:math:`O(D^3)`; a permutation costs nothing and has :math:`|\det| = 1`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from ..core import Bijection, _as_float_tensor, as_event_shape, input_checks_enabled
+
+__all__ = ["Linear", "Permutation"]
+
+
+class Linear(Bijection):
+    r"""The affine map :math:`z = W x + b` with a general invertible :math:`W`.
+
+    .. math::
+
+        z = W x + b, \qquad x = W^{-1}(z - b), \qquad
+        \log\left|\det \frac{\partial z}{\partial x}\right| = \log|\det W|,
+
+    with :math:`\log|\det W|` from ``torch.linalg.slogdet`` (an LU
+    factorization, :math:`O(D^3)`) and the inverse from ``torch.linalg.solve``.
+
+    Args:
+        weight: a ``(D, D)`` invertible matrix, or an int ``D`` for a random
+            orthogonal initialization (``generator`` makes it reproducible).
+        bias: :math:`b`, shape ``(D,)`` (default zeros).
+        learnable: if ``True`` (default) :math:`W` and :math:`b` are parameters.
+
+    Raises:
+        ValueError: if ``weight`` is not square, not finite, or singular
+            (condition number above ``1 / eps`` of its dtype).
+
+    Example:
+        >>> import torch
+        >>> layer = Linear(torch.tensor([[2.0, 1.0], [0.0, 3.0]]))
+        >>> z, ladj = layer(torch.tensor([[1.0, 1.0]]))
+        >>> z.tolist(), round(ladj.item(), 4)   # log det = log 6
+        ([[3.0, 3.0]], 1.7918)
+    """
+
+    def __init__(
+        self,
+        weight: int | Sequence[Sequence[float]] | Tensor,
+        bias: Sequence[float] | Tensor | None = None,
+        learnable: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(weight, int):
+            if weight < 1:
+                raise ValueError(f"Linear: the dimension must be >= 1, got {weight}")
+            gaussian = torch.randn(weight, weight, generator=generator)
+            weight_t = torch.linalg.qr(gaussian).Q
+        else:
+            weight_t = _as_float_tensor(weight).detach().clone()
+        if weight_t.dim() != 2 or weight_t.shape[0] != weight_t.shape[1]:
+            raise ValueError(f"Linear: weight must be a square (D, D) matrix, got shape {tuple(weight_t.shape)}")
+        dim = weight_t.shape[0]
+        bias_t = weight_t.new_zeros(dim) if bias is None else _as_float_tensor(bias, weight_t).detach().clone()
+        bias_t = bias_t.to(weight_t.dtype)
+        if bias_t.shape != (dim,):
+            raise ValueError(f"Linear: bias must have shape ({dim},), got {tuple(bias_t.shape)}")
+        if not bool(torch.isfinite(weight_t).all()) or not bool(torch.isfinite(bias_t).all()):
+            raise ValueError("Linear: weight and bias must be finite")
+        condition = torch.linalg.cond(weight_t)
+        if not bool(torch.isfinite(condition)) or condition * torch.finfo(weight_t.dtype).eps > 1:
+            raise ValueError(
+                f"Linear: weight is singular or numerically singular (condition number {condition.item():.3g}); "
+                "an invertible matrix is needed"
+            )
+        self.event_shape = as_event_shape(dim)
+        if learnable:
+            self.weight = nn.Parameter(weight_t)
+            self.bias = nn.Parameter(bias_t)
+        else:
+            self.register_buffer("weight", weight_t)
+            self.register_buffer("bias", bias_t)
+
+    def _logabsdet(self, batch: int) -> Tensor:
+        sign, logabsdet = torch.linalg.slogdet(self.weight)
+        if input_checks_enabled() and bool(sign == 0):
+            raise ValueError("Linear: the weight matrix has become singular (det W = 0)")
+        return logabsdet.expand(batch)
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return x @ self.weight.T + self.bias, self._logabsdet(x.shape[0])
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        x = torch.linalg.solve(self.weight, (z - self.bias).T).T
+        return x, -self._logabsdet(z.shape[0])
+
+
+class Permutation(Bijection):
+    r"""Reorder the coordinates along one event dimension: :math:`z_i = x_{\pi(i)}`.
+
+    A permutation matrix has determinant :math:`\pm 1`, so the log-determinant
+    is 0. Between coupling layers it lets every coordinate be transformed.
+
+    Args:
+        permutation: a sequence holding each of ``0 .. n-1`` once.
+        event_shape: shape of one sample (default ``(n,)``).
+        dim: which event dimension is permuted (0 is the first event
+            dimension: the features of a vector, the channels of an image).
+
+    Example:
+        >>> import torch
+        >>> layer = Permutation([2, 0, 1])
+        >>> layer(torch.tensor([[10.0, 20.0, 30.0]]))[0].tolist()
+        [[30.0, 10.0, 20.0]]
+    """
+
+    def __init__(
+        self,
+        permutation: Sequence[int] | Tensor,
+        event_shape: int | Iterable[int] | None = None,
+        dim: int = 0,
+    ) -> None:
+        super().__init__()
+        perm = torch.as_tensor(permutation)
+        if perm.dim() != 1 or perm.is_floating_point() or perm.is_complex():
+            raise ValueError(f"Permutation: expected a 1-D sequence of ints, got {permutation!r}")
+        perm = perm.long()
+        n = perm.numel()
+        if n == 0 or not torch.equal(torch.sort(perm).values, torch.arange(n)):
+            raise ValueError(f"Permutation: expected each of 0..{n - 1} exactly once, got {perm.tolist()}")
+        self.event_shape = as_event_shape(n if event_shape is None else event_shape)
+        if not -len(self.event_shape) <= dim < len(self.event_shape):
+            raise ValueError(f"Permutation: dim={dim} is not an event dimension of {tuple(self.event_shape)}")
+        self.dim = dim % len(self.event_shape)
+        if self.event_shape[self.dim] != n:
+            raise ValueError(
+                f"Permutation: a permutation of {n} items does not fit event dimension {self.dim} of size "
+                f"{self.event_shape[self.dim]}"
+            )
+        self.register_buffer("permutation", perm)
+        self.register_buffer("inverse_permutation", torch.argsort(perm))
+
+    @classmethod
+    def reverse(cls, n: int, event_shape: int | Iterable[int] | None = None, dim: int = 0) -> Permutation:
+        """The permutation ``n-1, ..., 1, 0``."""
+        return cls(torch.arange(n - 1, -1, -1), event_shape, dim)
+
+    @classmethod
+    def random(
+        cls,
+        n: int,
+        event_shape: int | Iterable[int] | None = None,
+        dim: int = 0,
+        generator: torch.Generator | None = None,
+    ) -> Permutation:
+        """A uniformly random permutation (reproducible with ``generator``)."""
+        return cls(torch.randperm(n, generator=generator), event_shape, dim)
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return x.index_select(self.dim + 1, self.permutation), x.new_zeros(x.shape[0])
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return z.index_select(self.dim + 1, self.inverse_permutation), z.new_zeros(z.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}, dim={self.dim}, permutation={self.permutation.tolist()}"

@@ -1,0 +1,384 @@
+r"""The bijection contract and the objects built on it.
+
+A normalizing flow models data :math:`x` as an invertible function of noise
+:math:`z`. flowlib writes every layer in the *normalizing* direction, the one
+used for training:
+
+.. math::
+
+    z = f(x), \qquad
+    \log p_X(x) = \log p_Z(f(x)) + \log\left|\det \frac{\partial f(x)}{\partial x}\right| .
+
+* ``forward(x, context=None) -> (z, logabsdet)`` maps data to noise and returns
+  :math:`\log|\det \partial z / \partial x|`, one value per sample.
+* ``inverse(z, context=None) -> (x, logabsdet)`` maps noise to data and returns
+  :math:`\log|\det \partial x / \partial z|`.
+
+``logabsdet`` always has shape ``(batch,)``, whatever the event shape (a vector
+``(D,)`` or an image ``(C, H, W)``). Inputs have exactly one batch dimension:
+``x.shape == (batch, *event_shape)``.
+
+Example:
+    >>> import torch
+    >>> from flowlib import Flow, Compose, StandardNormal
+    >>> from flowlib.bijections import ElementwiseAffine, Permutation
+    >>> layer = Compose(ElementwiseAffine(torch.tensor([2.0, 0.5])), Permutation([1, 0]))
+    >>> flow = Flow(StandardNormal(2), layer)
+    >>> flow.log_prob(torch.zeros(3, 2)).shape
+    torch.Size([3])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "Bijection",
+    "Compose",
+    "Inverse",
+    "Flow",
+    "as_event_shape",
+    "set_input_checks",
+    "input_checks_enabled",
+]
+
+_CHECKS = {"enabled": True}
+
+
+def set_input_checks(enabled: bool) -> None:
+    """Turn the input checks of every bijection and distribution on or off.
+
+    The checks (event shape, dtype, NaN/Inf) cost one reduction over the input
+    per call. They are on by default; benchmarks may turn them off.
+    """
+    _CHECKS["enabled"] = bool(enabled)
+
+
+def input_checks_enabled() -> bool:
+    """Whether :func:`set_input_checks` currently leaves the checks on."""
+    return _CHECKS["enabled"]
+
+
+def as_event_shape(shape: int | Iterable[int]) -> torch.Size:
+    """Turn ``3`` or ``(3,)`` or ``(1, 8, 8)`` into a ``torch.Size``, checking it."""
+    if isinstance(shape, int):
+        shape = (shape,)
+    try:
+        size = torch.Size(int(s) for s in shape)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"event_shape must be an int or a sequence of ints, got {shape!r}") from error
+    if len(size) == 0 or any(s < 1 for s in size):
+        raise ValueError(f"event_shape must have at least one dimension, all >= 1, got {tuple(size)}")
+    return size
+
+
+def _shape_text(event_shape: torch.Size) -> str:
+    return "(batch, " + ", ".join(str(s) for s in event_shape) + ")"
+
+
+def _reference_dtype(module: nn.Module) -> torch.dtype | None:
+    for tensor in module.parameters():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    for tensor in module.buffers():
+        if tensor.is_floating_point():
+            return tensor.dtype
+    return None
+
+
+def check_input(module: nn.Module, x: Tensor, event_shape: torch.Size, name: str = "input") -> None:
+    """Raise a clear error unless ``x`` is a finite float tensor of shape ``(batch, *event_shape)``.
+
+    Used by every bijection and base distribution before it touches ``x``; a
+    no-op when :func:`set_input_checks` turned the checks off.
+    """
+    if not _CHECKS["enabled"]:
+        return
+    owner = type(module).__name__
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{owner}: expected the {name} to be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(
+            f"{owner}: expected a floating-point {name}, got dtype {x.dtype}; convert it with .float() or .double()"
+        )
+    dtype = _reference_dtype(module)
+    if dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{owner}: the {name} has dtype {x.dtype} but the parameters are {dtype}; "
+            f"convert one of them (e.g. module.to({dtype}) or x.to({dtype}))"
+        )
+    if x.dim() != len(event_shape) + 1 or x.shape[1:] != event_shape:
+        raise ValueError(
+            f"{owner}: expected the {name} to have shape {_shape_text(event_shape)}, got {tuple(x.shape)}"
+            + (" (add a batch dimension with x.unsqueeze(0))" if tuple(x.shape) == tuple(event_shape) else "")
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{owner}: the {name} has an empty batch (shape {tuple(x.shape)})")
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise ValueError(f"{owner}: the {name} contains NaN or Inf ({bad} of {x.numel()} values)")
+
+
+def _check_context(module: nn.Module, x: Tensor, context: Tensor | None) -> None:
+    if context is None or not _CHECKS["enabled"]:
+        return
+    if not isinstance(context, Tensor):
+        raise TypeError(f"{type(module).__name__}: context must be a torch.Tensor or None, got {type(context).__name__}")
+    if context.dim() == 0 or context.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"{type(module).__name__}: context must have the same batch size as the input "
+            f"({x.shape[0]}), got shape {tuple(context.shape)}"
+        )
+
+
+class Bijection(nn.Module):
+    r"""An invertible, differentiable map with a tractable log-determinant.
+
+    Subclasses set ``self.event_shape`` (the shape of one sample in the data
+    space) in ``__init__`` and implement :meth:`_forward` and :meth:`_inverse`,
+    each returning ``(output, logabsdet)`` with ``logabsdet`` of shape
+    ``(batch,)``. The public :meth:`forward` and :meth:`inverse` check the input
+    first, so a wrong shape, dtype or a NaN gives a clear error instead of a
+    failure deep inside torch.
+
+    A layer that changes the shape of its input (a squeeze, later) overrides
+    :attr:`output_event_shape`.
+
+    Attributes:
+        event_shape: shape of one input sample of :meth:`forward`.
+        logdet_is_exact: ``False`` for layers whose log-determinant is a
+            stochastic estimate (residual flows); such layers say so here and in
+            their docstring.
+    """
+
+    event_shape: torch.Size
+    logdet_is_exact: bool = True
+
+    @property
+    def output_event_shape(self) -> torch.Size:
+        """Shape of one sample of :meth:`forward`'s output (the noise space)."""
+        return self.event_shape
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Data to noise: return ``(z, log|det dz/dx|)``."""
+        check_input(self, x, self.event_shape)
+        _check_context(self, x, context)
+        return self._forward(x, context)
+
+    def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Noise to data: return ``(x, log|det dx/dz|)``."""
+        check_input(self, z, self.output_event_shape)
+        _check_context(self, z, context)
+        return self._inverse(z, context)
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _forward")
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _inverse")
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}"
+
+
+class Compose(Bijection):
+    r"""Run bijections one after another; their log-determinants add.
+
+    For :math:`f = f_K \circ \dots \circ f_1`, the chain rule and
+    :math:`\det(AB) = \det A \det B` give
+
+    .. math::
+
+        \log\left|\det \frac{\partial f}{\partial x}\right|
+        = \sum_{k=1}^{K} \log\left|\det \frac{\partial f_k}{\partial h_{k-1}}\right|,
+        \qquad h_0 = x,\; h_k = f_k(h_{k-1}).
+
+    ``forward`` runs ``layers[0]`` first; ``inverse`` runs them in reverse order.
+    The shapes of neighbouring layers are checked when the composition is built.
+
+    Example:
+        >>> import torch
+        >>> from flowlib.bijections import ElementwiseAffine
+        >>> f = Compose(ElementwiseAffine(torch.tensor([2.0])), ElementwiseAffine(torch.tensor([3.0])))
+        >>> z, ladj = f(torch.ones(1, 1))
+        >>> z.item(), round(ladj.item(), 4)  # 6 = 3 * 2, log 6 = log 2 + log 3
+        (6.0, 1.7918)
+    """
+
+    def __init__(self, *layers: Bijection) -> None:
+        super().__init__()
+        if len(layers) == 1 and isinstance(layers[0], (list, tuple)):
+            layers = tuple(layers[0])
+        if not layers:
+            raise ValueError("Compose needs at least one bijection")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Bijection):
+                raise TypeError(f"Compose: layer {i} is a {type(layer).__name__}, not a flowlib Bijection")
+        for i, (a, b) in enumerate(zip(layers[:-1], layers[1:])):
+            if a.output_event_shape != b.event_shape:
+                raise ValueError(
+                    f"Compose: layer {i} ({type(a).__name__}) outputs events of shape "
+                    f"{tuple(a.output_event_shape)} but layer {i + 1} ({type(b).__name__}) expects "
+                    f"{tuple(b.event_shape)}"
+                )
+        self.layers = nn.ModuleList(layers)
+        self.event_shape = layers[0].event_shape
+        self.logdet_is_exact = all(layer.logdet_is_exact for layer in layers)
+
+    @property
+    def output_event_shape(self) -> torch.Size:
+        return self.layers[-1].output_event_shape
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        total = None
+        for layer in self.layers:
+            x, ladj = layer._forward(x, context)
+            total = ladj if total is None else total + ladj
+        return x, total
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        total = None
+        for layer in reversed(self.layers):
+            z, ladj = layer._inverse(z, context)
+            total = ladj if total is None else total + ladj
+        return z, total
+
+    def forward_trajectory(self, x: Tensor, context: Tensor | None = None) -> list[Tensor]:
+        """Return ``[x, f_1(x), f_2(f_1(x)), ..., z]``: the data as it flows through each layer."""
+        check_input(self, x, self.event_shape)
+        states = [x]
+        for layer in self.layers:
+            x, _ = layer._forward(x, context)
+            states.append(x)
+        return states
+
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> Bijection:
+        return self.layers[index]
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class Inverse(Bijection):
+    r"""Swap the two directions of a bijection: ``Inverse(f).forward is f.inverse``.
+
+    Useful to write a layer in the generative direction. For example the flow
+    :math:`x = 0.75 z + 1` of chapter 1 is ``Inverse(ElementwiseAffine(0.75, 1.0))``,
+    whose forward computes :math:`z = (x - 1) / 0.75`.
+    """
+
+    def __init__(self, bijection: Bijection) -> None:
+        super().__init__()
+        if not isinstance(bijection, Bijection):
+            raise TypeError(f"Inverse expects a flowlib Bijection, got {type(bijection).__name__}")
+        self.bijection = bijection
+        self.event_shape = bijection.output_event_shape
+        self.logdet_is_exact = bijection.logdet_is_exact
+
+    @property
+    def output_event_shape(self) -> torch.Size:
+        return self.bijection.event_shape
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.bijection._inverse(x, context)
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        return self.bijection._forward(z, context)
+
+    def extra_repr(self) -> str:
+        return ""
+
+
+class Flow(nn.Module):
+    r"""A normalizing flow: a base distribution and a bijection from data to noise.
+
+    .. math::
+
+        \log p(x) = \log p_Z(f(x)) + \log\left|\det \frac{\partial f}{\partial x}\right|,
+        \qquad x = f^{-1}(z),\; z \sim p_Z .
+
+    Args:
+        base: a distribution over the noise space with ``log_prob`` and
+            ``rsample`` (see :mod:`flowlib.distributions`).
+        bijection: the map from data to noise.
+
+    Example:
+        >>> import torch
+        >>> from flowlib import Flow, StandardNormal, Inverse
+        >>> from flowlib.bijections import ElementwiseAffine
+        >>> flow = Flow(StandardNormal(1), Inverse(ElementwiseAffine(0.75, 1.0)))  # x = 0.75 z + 1
+        >>> round(flow.log_prob(torch.tensor([[1.0]])).item(), 4)  # log N(1; 1, 0.75^2)
+        -0.6313
+    """
+
+    def __init__(self, base: nn.Module, bijection: Bijection) -> None:
+        super().__init__()
+        if not isinstance(bijection, Bijection):
+            raise TypeError(f"Flow expects a flowlib Bijection, got {type(bijection).__name__}")
+        base_shape = getattr(base, "event_shape", None)
+        if base_shape is not None and torch.Size(base_shape) != bijection.output_event_shape:
+            raise ValueError(
+                f"Flow: the bijection outputs events of shape {tuple(bijection.output_event_shape)} "
+                f"but the base distribution has event shape {tuple(base_shape)}"
+            )
+        self.base = base
+        self.bijection = bijection
+
+    @property
+    def event_shape(self) -> torch.Size:
+        """Shape of one data sample."""
+        return self.bijection.event_shape
+
+    def log_prob(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Exact log-density of each sample of ``x``; shape ``(batch,)``."""
+        z, ladj = self.bijection(x, context)
+        return self.base.log_prob(z) + ladj
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """Same as :meth:`log_prob`, so that ``flow(x)`` works under DDP."""
+        return self.log_prob(x, context)
+
+    def _num_samples(self, n: int | None, context: Tensor | None) -> int:
+        if context is not None:
+            if n is not None and n != context.shape[0]:
+                raise ValueError(f"Flow: n={n} but the context has batch size {context.shape[0]}; give one")
+            return int(context.shape[0])
+        if n is None or int(n) < 1:
+            raise ValueError(f"Flow: the number of samples must be a positive int, got {n!r}")
+        return int(n)
+
+    def rsample_and_log_prob(self, n: int | None = None, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Draw ``n`` differentiable samples and their log-densities in one pass.
+
+        ``log p(x) = log p_Z(z) - log|det dx/dz|``: no inverse is needed, which
+        is what variational inference uses.
+        """
+        z = self.base.rsample((self._num_samples(n, context),))
+        x, ladj = self.bijection.inverse(z, context)
+        return x, self.base.log_prob(z) - ladj
+
+    def rsample(self, n: int | None = None, context: Tensor | None = None) -> Tensor:
+        """Draw ``n`` samples through which gradients flow to the parameters."""
+        z = self.base.rsample((self._num_samples(n, context),))
+        x, _ = self.bijection.inverse(z, context)
+        return x
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None, context: Tensor | None = None) -> Tensor:
+        """Draw ``n`` samples (no gradients). With a ``context``, one per context row."""
+        return self.rsample(n, context)
+
+
+def _as_float_tensor(value: float | Sequence[float] | Tensor, reference: Tensor | None = None) -> Tensor:
+    """Turn a number, list or tensor into a float tensor (float32 unless it already is floating)."""
+    if isinstance(value, Tensor):
+        return value if value.is_floating_point() else value.to(torch.get_default_dtype())
+    dtype = reference.dtype if reference is not None else torch.get_default_dtype()
+    return torch.as_tensor(value, dtype=dtype)
