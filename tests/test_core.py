@@ -1,0 +1,139 @@
+"""Flow, Compose, Inverse and the base distributions against closed forms and torch.distributions."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import MultivariateNormal, Normal
+
+from flowlib import Compose, DiagonalGaussian, Flow, Inverse, StandardNormal
+from flowlib.bijections import ElementwiseAffine, Linear, Permutation
+
+D64 = torch.float64
+
+
+def test_location_scale_flow_is_the_normal_it_should_be() -> None:
+    flow = Flow(StandardNormal(1), Inverse(ElementwiseAffine(0.75, 1.0))).double()
+    x = torch.linspace(-3, 5, 17, dtype=D64).unsqueeze(1)
+    expected = Normal(torch.tensor(1.0, dtype=D64), torch.tensor(0.75, dtype=D64)).log_prob(x[:, 0])
+    torch.testing.assert_close(flow.log_prob(x), expected, atol=1e-12, rtol=0)
+
+
+def test_linear_flow_is_the_gaussian_of_affine_algebra() -> None:
+    # x = A z + b with z ~ N(0, I) is N(b, A A^T); flowlib writes the inverse: z = A^{-1}(x - b).
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(3, 3, generator=g, dtype=D64) + 2 * torch.eye(3, dtype=D64)
+    b = torch.randn(3, generator=g, dtype=D64)
+    flow = Flow(StandardNormal(3), Inverse(Linear(a, b))).double()
+    x = torch.randn(10, 3, generator=g, dtype=D64)
+    expected = MultivariateNormal(b, covariance_matrix=a @ a.T).log_prob(x)
+    torch.testing.assert_close(flow.log_prob(x), expected, atol=1e-10, rtol=0)
+
+
+def test_samples_have_the_right_moments() -> None:
+    torch.manual_seed(0)
+    a = torch.tensor([[1.0, 0.0], [0.8, 0.5]], dtype=D64)
+    b = torch.tensor([2.0, -1.0], dtype=D64)
+    flow = Flow(StandardNormal(2), Inverse(Linear(a, b))).double()
+    x = flow.sample(200_000)
+    assert x.shape == (200_000, 2) and not x.requires_grad
+    torch.testing.assert_close(x.mean(0), b, atol=0.01, rtol=0)
+    torch.testing.assert_close(torch.cov(x.T), a @ a.T, atol=0.01, rtol=0)
+
+
+def test_rsample_and_log_prob_agree_with_log_prob() -> None:
+    torch.manual_seed(1)
+    flow = Flow(StandardNormal(3), Compose(Linear(3), ElementwiseAffine(torch.tensor([0.5, 2.0, -1.5])))).double()
+    x, log_q = flow.rsample_and_log_prob(7)
+    torch.testing.assert_close(log_q, flow.log_prob(x), atol=1e-10, rtol=0)
+    (x.sum() + log_q.sum()).backward()  # samples depend on every parameter
+    assert all(p.grad is not None for p in flow.parameters())
+
+
+def test_compose_inverse_runs_layers_in_reverse() -> None:
+    layers = [ElementwiseAffine(torch.tensor([2.0, 3.0]), torch.tensor([1.0, 0.0])), Permutation([1, 0])]
+    f = Compose(*layers)
+    x = torch.tensor([[1.0, 2.0]])
+    z, ladj = f(x)
+    assert z.tolist() == [[6.0, 3.0]]
+    assert ladj.item() == pytest.approx(math.log(6.0))
+    x_back, ladj_back = f.inverse(z)
+    assert x_back.tolist() == [[1.0, 2.0]] and ladj_back.item() == pytest.approx(-math.log(6.0))
+    states = f.forward_trajectory(x)
+    assert [s.tolist() for s in states] == [[[1.0, 2.0]], [[3.0, 6.0]], [[6.0, 3.0]]]
+
+
+def test_compose_rejects_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="layer 0 .* outputs events of shape \\(2,\\) but layer 1"):
+        Compose(Linear(2), Linear(3))
+    with pytest.raises(TypeError, match="not a flowlib Bijection"):
+        Compose(Linear(2), torch.nn.Linear(2, 2))
+
+
+def test_flow_rejects_a_base_of_the_wrong_shape() -> None:
+    with pytest.raises(ValueError, match="base distribution has event shape"):
+        Flow(StandardNormal(3), Linear(2))
+
+
+def test_image_shaped_flow() -> None:
+    torch.manual_seed(2)
+    scale = torch.tensor([0.5, 2.0], dtype=D64).reshape(2, 1, 1)
+    flow = Flow(StandardNormal((2, 4, 4)), ElementwiseAffine(scale, event_shape=(2, 4, 4))).double()
+    x = torch.randn(3, 2, 4, 4, dtype=D64)
+    expected = Normal(0.0, 1.0 / scale.expand(2, 4, 4)).log_prob(x).flatten(1).sum(1)
+    torch.testing.assert_close(flow.log_prob(x), expected, atol=1e-10, rtol=0)
+    assert flow.sample(5).shape == (5, 2, 4, 4)
+
+
+def test_diagonal_gaussian_matches_torch() -> None:
+    base = DiagonalGaussian(3, loc=torch.tensor([1.0, -2.0, 0.5]), scale=torch.tensor([0.5, 2.0, 1.5])).double()
+    z = torch.randn(4, 3, dtype=D64)
+    expected = Normal(base.loc, base.scale).log_prob(z).sum(1)
+    torch.testing.assert_close(base.log_prob(z), expected, atol=1e-12, rtol=0)
+    assert base.rsample((6,)).shape == (6, 3)
+    assert {name for name, _ in base.named_parameters()} == {"loc", "log_scale"}
+    fixed = DiagonalGaussian(3, learnable=False)
+    assert list(fixed.parameters()) == []
+
+
+def test_standard_normal_matches_torch() -> None:
+    base = StandardNormal((2, 3)).double()
+    z = torch.randn(5, 2, 3, dtype=D64)
+    expected = Normal(0.0, 1.0).log_prob(z).flatten(1).sum(1)
+    torch.testing.assert_close(base.log_prob(z), expected, atol=1e-12, rtol=0)
+    assert base.sample((4,)).dtype == D64
+
+
+def test_state_dict_round_trip() -> None:
+    torch.manual_seed(4)
+    flow = Flow(DiagonalGaussian(3), Compose(Linear(3), ElementwiseAffine(torch.ones(3) * 2), Permutation.reverse(3)))
+    clone = Flow(DiagonalGaussian(3), Compose(Linear(3), ElementwiseAffine(torch.ones(3)), Permutation.reverse(3)))
+    clone.load_state_dict(flow.state_dict())
+    x = torch.randn(4, 3)
+    torch.testing.assert_close(clone.log_prob(x), flow.log_prob(x))
+
+
+def test_context_must_match_the_batch() -> None:
+    layer = Linear(2)
+    with pytest.raises(ValueError, match="same batch size"):
+        layer(torch.zeros(3, 2), context=torch.zeros(4, 5))
+    flow = Flow(StandardNormal(2), layer)
+    with pytest.raises(ValueError, match="n=3 but the context has batch size 4"):
+        flow.sample(3, context=torch.zeros(4, 1))
+    assert flow.sample(context=torch.zeros(4, 1)).shape == (4, 2)
+
+
+def test_input_checks_can_be_turned_off() -> None:
+    import flowlib
+
+    layer = Linear(2)
+    flowlib.set_input_checks(False)
+    try:
+        z, _ = layer(torch.tensor([[float("nan"), 0.0]]))
+        assert torch.isnan(z).any()
+    finally:
+        flowlib.set_input_checks(True)
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        layer(torch.tensor([[float("nan"), 0.0]]))
