@@ -43,6 +43,7 @@ __all__ = [
     "as_event_shape",
     "set_input_checks",
     "input_checks_enabled",
+    "full_precision",
 ]
 
 _CHECKS = {"enabled": True}
@@ -73,6 +74,17 @@ def as_event_shape(shape: int | Iterable[int]) -> torch.Size:
     if len(size) == 0 or any(s < 1 for s in size):
         raise ValueError(f"event_shape must have at least one dimension, all >= 1, got {tuple(size)}")
     return size
+
+
+def full_precision(x: Tensor) -> torch.autocast:
+    """A context that turns autocast off on ``x``'s device.
+
+    Under mixed precision the conditioner networks run in bfloat16, but a
+    log-determinant summed in bfloat16 loses the likelihood: layers compute
+    their transforms and log-dets inside ``with full_precision(x):`` in the
+    input's own dtype.
+    """
+    return torch.autocast(device_type=x.device.type, enabled=False)
 
 
 def _shape_text(event_shape: torch.Size) -> str:

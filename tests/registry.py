@@ -16,9 +16,36 @@ from dataclasses import dataclass
 
 import torch
 
+from torch import nn
+
 from flowlib import Compose, Inverse
-from flowlib.bijections import ElementwiseAffine, Linear, Permutation
+from flowlib.bijections import (
+    AdditiveCoupling,
+    AffineCoupling,
+    Coupling,
+    ElementwiseAffine,
+    ElementwiseSpline,
+    FactorOut,
+    HigherOrderPerturbation,
+    Linear,
+    Logit,
+    LULinear,
+    MonotoneMLP,
+    Permutation,
+    Reshape,
+    Scaling,
+    Sigmoid,
+    SplineCoupling,
+    Squeeze,
+    TriangularLinear,
+    alternating_mask,
+    channel_mask,
+    checkerboard_mask,
+    half_mask,
+)
+from flowlib.bijections.scalar import AffineTransform
 from flowlib.core import Bijection
+from flowlib.nets import MLP
 
 
 @dataclass
@@ -26,6 +53,8 @@ class Example:
     bijection: Bijection
     x: torch.Tensor
     context: torch.Tensor | None = None
+    z: torch.Tensor | None = None  # noise-space points for the inverse round trip (default: x)
+    volume_preserving: bool = False  # log|det| = 0 by design (permutations, additive couplings, reshapes)
 
 
 Factory = Callable[[torch.Generator, torch.dtype], Example]
@@ -59,6 +88,14 @@ def random_matrix(g: torch.Generator, d: int, dtype: torch.dtype) -> torch.Tenso
     return randn(g, d, d, dtype=dtype) + 2.0 * torch.eye(d, dtype=dtype)
 
 
+def randomize(module: nn.Module, g: torch.Generator, std: float = 0.5) -> nn.Module:
+    """Overwrite every parameter with N(0, std^2) noise: zero-initialized last layers would hide bugs."""
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=g, dtype=parameter.dtype) * std)
+    return module
+
+
 @register(ElementwiseAffine, "ElementwiseAffine/vector")
 def _elementwise_affine(g, dtype):
     d = 4
@@ -87,13 +124,13 @@ def _linear(g, dtype):
 
 @register(Permutation, "Permutation/vector")
 def _permutation(g, dtype):
-    return Example(Permutation(torch.randperm(6, generator=g)), randn(g, 4, 6, dtype=dtype))
+    return Example(Permutation(torch.randperm(6, generator=g)), randn(g, 4, 6, dtype=dtype), volume_preserving=True)
 
 
 @register(Permutation, "Permutation/image-channels")
 def _permutation_image(g, dtype):
     layer = Permutation(torch.randperm(4, generator=g), event_shape=(4, 2, 3), dim=0)
-    return Example(layer, randn(g, 3, 4, 2, 3, dtype=dtype))
+    return Example(layer, randn(g, 3, 4, 2, 3, dtype=dtype), volume_preserving=True)
 
 
 @register(Compose)
@@ -113,6 +150,128 @@ def _inverse(g, dtype):
     d = 3
     layer = Inverse(Compose(Linear(random_matrix(g, d, dtype)), ElementwiseAffine(random_scale(g, d, dtype=dtype))))
     return Example(layer, randn(g, 5, d, dtype=dtype))
+
+
+@register(Scaling)
+def _scaling(g, dtype):
+    return Example(Scaling(4, log_scale=randn(g, 4, dtype=dtype)), randn(g, 5, 4, dtype=dtype))
+
+
+@register(Sigmoid)
+def _sigmoid(g, dtype):
+    x = 2 * randn(g, 5, 3, dtype=dtype)
+    return Example(Sigmoid(3), x, z=torch.rand(5, 3, generator=g, dtype=dtype) * 0.98 + 0.01)
+
+
+@register(Logit)
+def _logit(g, dtype):
+    x = torch.rand(5, 2, 2, generator=g, dtype=dtype) * 0.98 + 0.01
+    return Example(Logit((2, 2), alpha=0.05), x, z=torch.empty(5, 2, 2, dtype=dtype).uniform_(-2.9, 2.9, generator=g))
+
+
+@register(HigherOrderPerturbation)
+def _perturbation(g, dtype):
+    d = 3
+    params = [randn(g, d, dtype=dtype) for _ in range(5)]
+    params[2] = 3 * params[2]  # large c: the constraint a > m|c|d is what keeps it invertible
+    return Example(HigherOrderPerturbation(d, params), 2 * randn(g, 5, d, dtype=dtype))
+
+
+@register(MonotoneMLP)
+def _monotone_mlp(g, dtype):
+    layer = randomize(MonotoneMLP(3, hidden=5), g, std=1.0)
+    return Example(layer, 2 * randn(g, 5, 3, dtype=dtype))
+
+
+@register(ElementwiseSpline)
+def _elementwise_spline(g, dtype):
+    layer = ElementwiseSpline(3, bins=5, bound=3.0, params=randn(g, 3, 14, dtype=dtype))
+    x = 2 * randn(g, 6, 3, dtype=dtype)
+    x[0, 0], x[1, 1] = 3.5, -4.0  # some points in the identity tails
+    return Example(layer, x)
+
+
+@register(TriangularLinear, "TriangularLinear/lower")
+def _triangular_lower(g, dtype):
+    return Example(TriangularLinear(random_matrix(g, 4, dtype), randn(g, 4, dtype=dtype)), randn(g, 5, 4, dtype=dtype))
+
+
+@register(TriangularLinear, "TriangularLinear/upper")
+def _triangular_upper(g, dtype):
+    layer = TriangularLinear(random_matrix(g, 4, dtype), randn(g, 4, dtype=dtype), lower=False)
+    return Example(layer, randn(g, 5, 4, dtype=dtype))
+
+
+@register(LULinear)
+def _lu_linear(g, dtype):
+    layer = randomize(LULinear(4, generator=g), g, std=0.7)
+    return Example(layer, randn(g, 5, 4, dtype=dtype))
+
+
+@register(Coupling, "Coupling/affine-alternating-context")
+def _coupling_context(g, dtype):
+    layer = Coupling(alternating_mask(5), MLP(3, 2 * 2, hidden=(16,), context_features=2), AffineTransform(3.0))
+    return Example(randomize(layer, g), randn(g, 4, 5, dtype=dtype), context=randn(g, 4, 2, dtype=dtype))
+
+
+@register(AdditiveCoupling)
+def _additive(g, dtype):
+    layer = randomize(AdditiveCoupling(half_mask(4), hidden=(16,)), g)
+    return Example(layer, randn(g, 5, 4, dtype=dtype), volume_preserving=True)
+
+
+@register(AffineCoupling, "AffineCoupling/vector")
+def _affine_vector(g, dtype):
+    return Example(randomize(AffineCoupling(half_mask(3, first=False), hidden=(16, 16)), g), randn(g, 5, 3, dtype=dtype))
+
+
+@register(AffineCoupling, "AffineCoupling/checkerboard-conv")
+def _affine_checkerboard(g, dtype):
+    layer = randomize(AffineCoupling(checkerboard_mask((2, 4, 4), parity=1), hidden=(8,)), g, std=0.3)
+    return Example(layer, randn(g, 3, 2, 4, 4, dtype=dtype))
+
+
+@register(AffineCoupling, "AffineCoupling/channel-conv")
+def _affine_channel(g, dtype):
+    layer = randomize(AffineCoupling(channel_mask((4, 2, 2)), hidden=(8,)), g, std=0.3)
+    return Example(layer, randn(g, 3, 4, 2, 2, dtype=dtype))
+
+
+@register(SplineCoupling, "SplineCoupling/vector")
+def _spline_vector(g, dtype):
+    layer = randomize(SplineCoupling(half_mask(4), hidden=(16,), bins=4, bound=2.5), g)
+    x = 1.5 * randn(g, 6, 4, dtype=dtype)
+    x[0, 2] = 3.0  # beyond the bound: identity tail
+    return Example(layer, x)
+
+
+@register(SplineCoupling, "SplineCoupling/checkerboard-conv")
+def _spline_image(g, dtype):
+    layer = randomize(SplineCoupling(checkerboard_mask((1, 4, 4)), hidden=(8,), bins=3, bound=3.0), g, std=0.3)
+    return Example(layer, randn(g, 3, 1, 4, 4, dtype=dtype))
+
+
+@register(Squeeze)
+def _squeeze(g, dtype):
+    return Example(Squeeze((2, 4, 6)), randn(g, 3, 2, 4, 6, dtype=dtype), volume_preserving=True)
+
+
+@register(Reshape)
+def _reshape(g, dtype):
+    return Example(Reshape((2, 3, 2), (12,)), randn(g, 3, 2, 3, 2, dtype=dtype), volume_preserving=True)
+
+
+@register(FactorOut)
+def _factor_out(g, dtype):
+    head = Compose(
+        Squeeze((1, 4, 4)),
+        randomize(AffineCoupling(channel_mask((4, 2, 2)), hidden=(8,)), g, std=0.3),
+    )
+    tail = Compose(
+        randomize(AffineCoupling(checkerboard_mask((2, 2, 2)), hidden=(8,)), g, std=0.3),
+        ElementwiseAffine(random_scale(g, 2, 1, 1, dtype=dtype), event_shape=(2, 2, 2)),
+    )
+    return Example(FactorOut(head, 2, tail), randn(g, 3, 1, 4, 4, dtype=dtype))
 
 
 def build(key: str, dtype: torch.dtype = torch.float64, seed: int = 0) -> Example:

@@ -75,5 +75,5 @@ def test_brute_force_jacobian_of_a_known_map() -> None:
 @pytest.mark.parametrize("key", sorted(REGISTRY))
 def test_float32_passes_with_the_float32_defaults(key: str) -> None:
     example = build(key, torch.float32)
-    check_inverse(example.bijection, example.x, context=example.context)
+    check_inverse(example.bijection, example.x, z=example.z, context=example.context)
     check_logdet(example.bijection, example.x, context=example.context)

@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import Bijection, _as_float_tensor, as_event_shape, input_checks_enabled
+from ..core import Bijection, _as_float_tensor, as_event_shape, full_precision, input_checks_enabled
 
-__all__ = ["Linear", "Permutation"]
+__all__ = ["Linear", "TriangularLinear", "LULinear", "Permutation"]
 
 
 class Linear(Bijection):
@@ -96,11 +97,157 @@ class Linear(Bijection):
         return logabsdet.expand(batch)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        return x @ self.weight.T + self.bias, self._logabsdet(x.shape[0])
+        with full_precision(x):
+            return x @ self.weight.T + self.bias, self._logabsdet(x.shape[0])
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        x = torch.linalg.solve(self.weight, (z - self.bias).T).T
-        return x, -self._logabsdet(z.shape[0])
+        with full_precision(z):
+            x = torch.linalg.solve(self.weight, (z - self.bias).T).T
+            return x, -self._logabsdet(z.shape[0])
+
+
+class TriangularLinear(Bijection):
+    r"""A lower-triangular linear map :math:`z = T x + b` (upper with ``lower=False``).
+
+    .. math::
+
+        \log\left|\det T\right| = \sum_i \log |T_{ii}| \quad (O(D)), \qquad
+        x = T^{-1}(z - b) \text{ by substitution} \quad (O(D^2)).
+
+    Only the triangle is used: entries on the other side of the diagonal are
+    ignored (and receive no gradient). The diagonal must stay non-zero.
+
+    Args:
+        weight: a ``(D, D)`` matrix whose triangle is used, or an int ``D`` for a
+            random initialization with a diagonal in [0.5, 1.5].
+        bias: :math:`b` (default zeros).
+        lower: lower (default) or upper triangular.
+        generator: for the random initialization.
+
+    Example:
+        >>> import torch
+        >>> layer = TriangularLinear(torch.tensor([[2.0, 0.0], [1.0, 3.0]]))
+        >>> z, ladj = layer(torch.tensor([[1.0, 1.0]]))
+        >>> z.tolist(), round(ladj.item(), 4)
+        ([[2.0, 4.0]], 1.7918)
+    """
+
+    def __init__(
+        self,
+        weight: int | Tensor,
+        bias: Tensor | None = None,
+        lower: bool = True,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(weight, int):
+            if weight < 1:
+                raise ValueError(f"TriangularLinear: the dimension must be >= 1, got {weight}")
+            weight_t = 0.3 * torch.randn(weight, weight, generator=generator)
+            weight_t.diagonal().copy_(0.5 + torch.rand(weight, generator=generator))
+        else:
+            weight_t = _as_float_tensor(weight).detach().clone()
+        if weight_t.dim() != 2 or weight_t.shape[0] != weight_t.shape[1]:
+            raise ValueError(f"TriangularLinear: weight must be a square matrix, got shape {tuple(weight_t.shape)}")
+        dim = weight_t.shape[0]
+        if not bool(torch.isfinite(weight_t).all()):
+            raise ValueError("TriangularLinear: weight must be finite")
+        if bool((weight_t.diagonal() == 0).any()):
+            raise ValueError("TriangularLinear: the diagonal must be non-zero (a zero makes T singular)")
+        bias_t = weight_t.new_zeros(dim) if bias is None else _as_float_tensor(bias, weight_t).detach().clone()
+        if bias_t.shape != (dim,):
+            raise ValueError(f"TriangularLinear: bias must have shape ({dim},), got {tuple(bias_t.shape)}")
+        self.event_shape = as_event_shape(dim)
+        self.lower = bool(lower)
+        self.weight = nn.Parameter(weight_t)
+        self.bias = nn.Parameter(bias_t.to(weight_t.dtype))
+
+    def matrix(self) -> Tensor:
+        """The triangular matrix :math:`T` actually used."""
+        return torch.tril(self.weight) if self.lower else torch.triu(self.weight)
+
+    def _logabsdet(self, batch: int) -> Tensor:
+        diagonal = self.weight.diagonal()
+        if input_checks_enabled() and bool((diagonal == 0).any()):
+            raise ValueError("TriangularLinear: a diagonal entry has become zero (T is singular)")
+        return torch.log(diagonal.abs()).sum().expand(batch)
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        with full_precision(x):
+            return x @ self.matrix().T + self.bias, self._logabsdet(x.shape[0])
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        with full_precision(z):
+            x = torch.linalg.solve_triangular(self.matrix(), (z - self.bias).T, upper=not self.lower).T
+            return x, -self._logabsdet(z.shape[0])
+
+    def extra_repr(self) -> str:
+        return f"event_shape={tuple(self.event_shape)}, lower={self.lower}"
+
+
+class LULinear(Bijection):
+    r"""A linear map parametrized by its LU decomposition, :math:`W = P L U` (as in Glow).
+
+    :math:`P` is a fixed permutation, :math:`L` is lower triangular with ones on
+    its diagonal, :math:`U` is upper triangular with a positive diagonal
+    :math:`u_{ii} = \operatorname{softplus}(\tilde u_i) + \epsilon`. Then :math:`W` is
+    invertible for every value of the free parameters, and
+
+    .. math::
+
+        \log|\det W| = \sum_i \log u_{ii} \quad (O(D)), \qquad
+        x = U^{-1} L^{-1} P^{\top} (z - b) \quad \text{(two triangular solves, } O(D^2)).
+
+    Args:
+        features: :math:`D`.
+        generator: for the initialization: :math:`P, L, U` come from the LU
+            decomposition of a random orthogonal matrix, with the absolute value
+            of :math:`U`'s diagonal (as in Glow, whose sign vector we drop).
+        eps: the floor :math:`\epsilon` of :math:`U`'s diagonal.
+    """
+
+    def __init__(self, features: int, generator: torch.Generator | None = None, eps: float = 1e-5) -> None:
+        super().__init__()
+        if features < 1:
+            raise ValueError(f"LULinear: features must be >= 1, got {features}")
+        self.event_shape = as_event_shape(features)
+        self.eps = float(eps)
+        q = torch.linalg.qr(torch.randn(features, features, generator=generator, dtype=torch.float64)).Q
+        p, lower, upper = torch.linalg.lu(q)
+        diag = upper.diagonal().abs().clamp_min(10 * self.eps)
+        dtype = torch.get_default_dtype()
+        self.register_buffer("permutation", p.to(dtype))
+        self.lower_raw = nn.Parameter(torch.tril(lower, -1).to(dtype))
+        self.upper_raw = nn.Parameter(torch.triu(upper, 1).to(dtype))
+        self.diag_raw = nn.Parameter(torch.log(torch.expm1(diag - self.eps)).to(dtype))
+        self.bias = nn.Parameter(torch.zeros(features, dtype=dtype))
+
+    def factors(self) -> tuple[Tensor, Tensor, Tensor]:
+        """``(P, L, U)`` with :math:`W = P L U`."""
+        eye = torch.eye(self.event_shape[0], dtype=self.lower_raw.dtype, device=self.lower_raw.device)
+        lower = torch.tril(self.lower_raw, -1) + eye
+        upper = torch.triu(self.upper_raw, 1) + torch.diag(F.softplus(self.diag_raw) + self.eps)
+        return self.permutation, lower, upper
+
+    def weight(self) -> Tensor:
+        """The full matrix :math:`W = P L U`."""
+        p, lower, upper = self.factors()
+        return p @ lower @ upper
+
+    def _logabsdet(self, batch: int) -> Tensor:
+        return torch.log(F.softplus(self.diag_raw) + self.eps).sum().expand(batch)
+
+    def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        with full_precision(x):
+            return x @ self.weight().T + self.bias, self._logabsdet(x.shape[0])
+
+    def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        with full_precision(z):
+            p, lower, upper = self.factors()
+            y = p.T @ (z - self.bias).T
+            y = torch.linalg.solve_triangular(lower, y, upper=False, unitriangular=True)
+            x = torch.linalg.solve_triangular(upper, y, upper=True).T
+            return x, -self._logabsdet(z.shape[0])
 
 
 class Permutation(Bijection):
