@@ -31,7 +31,7 @@ test: install
 
 pytest: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS) -rs --nbval --nbval-current-env \
-		--nbval-sanitize-with tests/nbval_sanitize.cfg tests book
+		--nbval-sanitize-with tests/nbval_sanitize.cfg --doctest-modules tests flowlib book
 
 notebooks: install
 	$(BIN)/python scripts/sync_notebooks.py
