@@ -166,7 +166,7 @@ def _sigmoid(g, dtype):
 @register(Logit)
 def _logit(g, dtype):
     x = torch.rand(5, 2, 2, generator=g, dtype=dtype) * 0.98 + 0.01
-    return Example(Logit((2, 2), alpha=0.05), x, z=torch.empty(5, 2, 2, dtype=dtype).uniform_(-2.9, 2.9, generator=g))
+    return Example(Logit((2, 2), alpha=0.05), x, z=3 * randn(g, 5, 2, 2, dtype=dtype))
 
 
 @register(HigherOrderPerturbation)

@@ -188,7 +188,11 @@ class Logit(Bijection):
 
     Image flows model dequantized pixels in :math:`[0, 1)` after this map to
     :math:`\mathbb{R}`; the small :math:`\alpha` keeps pixels at 0 away from
-    :math:`-\infty`. With :math:`p = \alpha + (1-2\alpha) x`,
+    :math:`-\infty`. The map is a bijection from the interval
+    :math:`\big(-\tfrac{\alpha}{1-2\alpha}, \tfrac{1-\alpha}{1-2\alpha}\big) \supset [0, 1]`
+    onto :math:`\mathbb{R}`, so every noise value has an inverse (samples can
+    land slightly outside :math:`[0, 1]`; clamp them for display). With
+    :math:`p = \alpha + (1-2\alpha) x`,
 
     .. math::
 
@@ -210,20 +214,15 @@ class Logit(Bijection):
         self.alpha = float(alpha)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        if self.alpha == 0:
-            _check_open_unit_interval("Logit", x)
-        elif input_checks_enabled() and not bool(((x >= 0) & (x <= 1)).all()):
-            raise ValueError("Logit: expected values in [0, 1]")
         p = self.alpha + (1 - 2 * self.alpha) * x
+        if input_checks_enabled() and not bool(((p > 0) & (p < 1)).all()):
+            low, high = -self.alpha / (1 - 2 * self.alpha), (1 - self.alpha) / (1 - 2 * self.alpha)
+            raise ValueError(f"Logit: expected values strictly inside ({low:.4g}, {high:.4g}) (alpha={self.alpha})")
         z = torch.log(p) - torch.log1p(-p)
         return z, _sum_event(math.log(1 - 2 * self.alpha) - torch.log(p) - torch.log1p(-p))
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        p = torch.sigmoid(z)
-        if self.alpha > 0 and input_checks_enabled() and not bool(((p >= self.alpha) & (p <= 1 - self.alpha)).all()):
-            edge = math.log(self.alpha / (1 - self.alpha))
-            raise ValueError(f"Logit.inverse: with alpha={self.alpha} the outputs lie in [{edge:.4g}, {-edge:.4g}]")
-        x = (p - self.alpha) / (1 - 2 * self.alpha)
+        x = (torch.sigmoid(z) - self.alpha) / (1 - 2 * self.alpha)
         return x, _sum_event(-math.log(1 - 2 * self.alpha) - F.softplus(-z) - F.softplus(z))
 
     def extra_repr(self) -> str:

@@ -42,7 +42,8 @@ class Linear(Bijection):
 
     Raises:
         ValueError: if ``weight`` is not square, not finite, or singular
-            (condition number above ``1 / eps`` of its dtype).
+            (smallest singular value at most ``D * eps`` times the largest,
+            the rank tolerance of ``torch.linalg.matrix_rank``).
 
     Example:
         >>> import torch
@@ -76,10 +77,12 @@ class Linear(Bijection):
             raise ValueError(f"Linear: bias must have shape ({dim},), got {tuple(bias_t.shape)}")
         if not bool(torch.isfinite(weight_t).all()) or not bool(torch.isfinite(bias_t).all()):
             raise ValueError("Linear: weight and bias must be finite")
-        condition = torch.linalg.cond(weight_t)
-        if not bool(torch.isfinite(condition)) or condition * torch.finfo(weight_t.dtype).eps > 1:
+        # numerically singular: rank-deficient at the usual tolerance, sigma_min <= sigma_max * D * eps
+        singular_values = torch.linalg.svdvals(weight_t)
+        if singular_values[-1] <= singular_values[0] * dim * torch.finfo(weight_t.dtype).eps:
+            condition = (singular_values[0] / singular_values[-1]).item()
             raise ValueError(
-                f"Linear: weight is singular or numerically singular (condition number {condition.item():.3g}); "
+                f"Linear: weight is singular or numerically singular (condition number {condition:.3g}); "
                 "an invertible matrix is needed"
             )
         self.event_shape = as_event_shape(dim)
