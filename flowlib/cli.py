@@ -171,6 +171,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         "data": args.data,
         "steps": trainer.step,
         "device": str(trainer.device),
+        "processes": trainer.world_size,
         "parameters": sum(p.numel() for p in flow.parameters()),
         "best_val_nll": trainer.best_val_loss,
         "best_step": trainer.best_step,

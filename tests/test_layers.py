@@ -12,6 +12,8 @@ from hypothesis import strategies as st
 from flowlib import Compose, Flow, StandardNormal
 from flowlib.bijections import (
     AffineCoupling,
+    Logit,
+    Sigmoid,
     Coupling,
     ElementwiseSpline,
     FactorOut,
@@ -229,3 +231,19 @@ def test_models_have_the_protocol_parameter_counts() -> None:
     flow = nice(4, layers=4, hidden=(32,))
     x = torch.randn(5, 4)
     torch.testing.assert_close(flow.log_prob(x), StandardNormal(4).log_prob(x))  # identity at init
+
+
+def test_logit_domain_and_its_inverse_on_all_of_r() -> None:
+    layer = Logit(2, alpha=0.05).double()
+    low, high = -0.05 / 0.9, 0.95 / 0.9
+    inside = torch.tensor([[0.0, 1.0], [low + 1e-9, high - 1e-9]], dtype=D64)
+    z, _ = layer(inside)
+    assert torch.isfinite(z).all()
+    with pytest.raises(ValueError, match="strictly inside"):
+        layer(torch.tensor([[low - 1e-3, 0.5]], dtype=D64))
+    x, _ = layer.inverse(torch.tensor([[-40.0, 40.0]], dtype=D64))  # any real number has an inverse
+    assert low <= x.min().item() and x.max().item() <= high
+    with pytest.raises(ValueError, match="strictly inside"):
+        Logit(2, alpha=0.0)(torch.tensor([[0.0, 0.5]], dtype=D64))
+    with pytest.raises(ValueError, match="strictly inside \\(0, 1\\)"):
+        Sigmoid(2).inverse(torch.tensor([[1.0, 0.5]], dtype=D64))
