@@ -279,11 +279,13 @@ class Compose(Bijection):
 
 
 class Inverse(Bijection):
-    r"""Swap the two directions of a bijection: ``Inverse(f).forward is f.inverse``.
+    """Swap the two directions of a bijection.
 
-    Useful to write a layer in the generative direction. For example the flow
-    :math:`x = 0.75 z + 1` of chapter 1 is ``Inverse(ElementwiseAffine(0.75, 1.0))``,
-    whose forward computes :math:`z = (x - 1) / 0.75`.
+    Inverse(f).forward runs f.inverse and the other way round.
+    Use it to write a layer in the generative direction:
+    the flow x = 0.75 z + 1 of chapter 1 is
+    Inverse(ElementwiseAffine(0.75, 1.0)),
+    whose forward computes z = (x - 1) / 0.75.
     """
 
     def __init__(self, bijection: Bijection) -> None:
