@@ -430,3 +430,218 @@ def image_grid(images: Tensor, columns: int = 8, pad: int = 1, pad_value: float 
         top, left = (index // columns) * (height + pad), (index % columns) * (width + pad)
         grid[top : top + height, left : left + width] = images[index]
     return grid.numpy()
+
+
+__all__ += ["plot_cells", "plot_trajectory", "plot_block_diagram"]
+
+
+def plot_cells(
+    ax,
+    values: Tensor | np.ndarray,
+    labels: Sequence[Sequence[object]] | np.ndarray | Tensor | None = None,
+    cmap: str = "Greys",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    title: str | None = None,
+    fontsize: float = 9.0,
+    edgecolor: str = "0.6",
+):
+    """Draw a small 2-D array as a grid of square cells, optionally with a text label in every cell.
+
+    Row 0 is drawn at the top, like an image. Made for the pictures of
+    coupling flows: masks (booleans), sparsity patterns of Jacobians, pixels
+    numbered to show where a squeeze moves them. Labels are written in black on
+    light cells and in white on dark ones. A 1-D input is drawn as one row.
+
+    Args:
+        ax: the matplotlib ``Axes`` to draw on.
+        values: the array, shape ``(rows, columns)`` or ``(columns,)``; booleans become 0/1.
+        labels: optional array of the same shape whose entries are written in the cells.
+        cmap, vmin, vmax: colour map and its range (default: the data's range).
+        title: optional axes title.
+        fontsize: size of the labels.
+        edgecolor: colour of the lines between cells.
+
+    Returns:
+        The ``AxesImage`` (pass it to ``fig.colorbar`` if the colours carry values).
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt, torch
+        >>> fig, ax = plt.subplots()
+        >>> image = plot_cells(ax, torch.tensor([[True, False], [False, True]]), labels=[[0, 1], [2, 3]])
+        >>> image.get_array().shape, len(ax.texts)
+        ((2, 2), 4)
+    """
+    if isinstance(values, Tensor):
+        values = values.detach().cpu().numpy()
+    array = np.asarray(values, dtype=float)
+    if array.ndim == 1:
+        array = array[None, :]
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(f"plot_cells expects a non-empty 1-D or 2-D array, got shape {array.shape}")
+    rows, columns = array.shape
+    image = ax.imshow(array, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+    ax.hlines(np.arange(rows + 1) - 0.5, -0.5, columns - 0.5, colors=edgecolor, linewidths=0.8)
+    ax.vlines(np.arange(columns + 1) - 0.5, -0.5, rows - 0.5, colors=edgecolor, linewidths=0.8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if labels is not None:
+        if isinstance(labels, Tensor):
+            labels = labels.detach().cpu().numpy()
+        text = np.asarray(labels, dtype=object)
+        if text.ndim == 1:
+            text = text[None, :]
+        if text.shape != array.shape:
+            raise ValueError(f"plot_cells: labels must have the shape of values {array.shape}, got {text.shape}")
+        for (i, j), label in np.ndenumerate(text):
+            red, green, blue, _ = image.cmap(image.norm(array[i, j]))
+            light = 0.299 * red + 0.587 * green + 0.114 * blue > 0.5
+            ax.text(j, i, str(label), ha="center", va="center", fontsize=fontsize, color="black" if light else "white")
+    if title:
+        ax.set_title(title)
+    return image
+
+
+def plot_trajectory(
+    axes,
+    states: Sequence[Tensor | np.ndarray],
+    titles: Sequence[str] | None = None,
+    color_values: Tensor | np.ndarray | None = None,
+    cmap: str = "viridis",
+    xlim: tuple[float, float] | None = None,
+    ylim: tuple[float, float] | None = None,
+    size: float = 2.0,
+    alpha: float = 0.7,
+):
+    """Scatter the states of 2-D points as they pass through a flow, one panel per state.
+
+    ``states`` is what :meth:`flowlib.Compose.forward_trajectory` returns:
+    ``[x, f_1(x), f_2(f_1(x)), ...]``, each of shape ``(n, 2)``. Every point
+    keeps its colour in all panels (``color_values``, one number per point,
+    e.g. a coordinate of the data), so the eye can follow it through the layers.
+
+    Args:
+        axes: one matplotlib ``Axes`` per state.
+        states: the ``(n, 2)`` tensors or arrays, all with the same ``n``.
+        titles: optional panel titles.
+        color_values: ``(n,)`` values mapped through ``cmap``; by default the
+            first coordinate of the first state.
+        cmap: the colour map.
+        xlim, ylim: a common window for all panels (default: each panel's own).
+        size, alpha: marker size and opacity.
+
+    Returns:
+        The list of scatter artists, one per panel.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt, torch
+        >>> fig, axes = plt.subplots(1, 2)
+        >>> x = torch.randn(50, 2)
+        >>> len(plot_trajectory(axes, [x, 2 * x], titles=["x", "2x"]))
+        2
+    """
+    if len(axes) != len(states):
+        raise ValueError(f"plot_trajectory: got {len(states)} states but {len(axes)} axes")
+    arrays = [s.detach().cpu().numpy() if isinstance(s, Tensor) else np.asarray(s) for s in states]
+    if not arrays or any(a.ndim != 2 or a.shape[1] != 2 or a.shape[0] != arrays[0].shape[0] for a in arrays):
+        raise ValueError("plot_trajectory: every state must be an (n, 2) array with the same n")
+    if color_values is None:
+        colors = arrays[0][:, 0]
+    else:
+        colors = color_values.detach().cpu().numpy() if isinstance(color_values, Tensor) else np.asarray(color_values)
+        if colors.shape != (arrays[0].shape[0],):
+            raise ValueError(f"plot_trajectory: color_values must have shape ({arrays[0].shape[0]},), got {colors.shape}")
+    low, high = float(np.min(colors)), float(np.max(colors))
+    artists = []
+    for index, (ax, points) in enumerate(zip(axes, arrays)):
+        artists.append(
+            ax.scatter(points[:, 0], points[:, 1], c=colors, cmap=cmap, vmin=low, vmax=high, s=size, alpha=alpha,
+                       linewidths=0)
+        )
+        if xlim is not None:
+            ax.set_xlim(*xlim)
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_aspect("equal")
+        if titles is not None:
+            ax.set_title(titles[index])
+    return artists
+
+
+def _box_exit(centre: np.ndarray, toward: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Where the ray from a box's centre towards ``toward`` leaves the box (half sizes ``half``)."""
+    direction = toward - centre
+    scales = [half[k] / abs(direction[k]) for k in range(2) if direction[k] != 0]
+    return centre + (min(scales) if scales else 0.0) * direction
+
+
+def plot_block_diagram(
+    ax,
+    boxes: dict[str, tuple[float, float, str]],
+    arrows: Sequence[tuple[str, str]],
+    box_size: tuple[float, float] = (2.0, 0.8),
+    colors: dict[str, str] | None = None,
+    fontsize: float = 9.0,
+    arrow_labels: dict[tuple[str, str], str] | None = None,
+):
+    """Draw a diagram of labelled boxes joined by arrows, e.g. the stages of a flow architecture.
+
+    Args:
+        ax: the matplotlib ``Axes`` (its axis lines are turned off).
+        boxes: ``name -> (x, y, text)``: the centre of each box in data
+            coordinates and its (possibly multi-line) text.
+        arrows: ``(from_name, to_name)`` pairs; each arrow runs from the edge
+            of one box to the edge of the other.
+        box_size: ``(width, height)`` of every box, in data coordinates.
+        colors: optional ``name -> face colour`` (default a light grey).
+        fontsize: size of the box texts.
+        arrow_labels: optional ``(from_name, to_name) -> text`` written next
+            to the middle of an arrow.
+
+    Returns:
+        A dict ``name -> FancyBboxPatch``.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> fig, ax = plt.subplots()
+        >>> patches = plot_block_diagram(ax, {"x": (0, 0, "data"), "z": (3, 0, "noise")}, [("x", "z")])
+        >>> sorted(patches)
+        ['x', 'z']
+    """
+    from matplotlib.patches import FancyBboxPatch
+
+    unknown = {name for pair in arrows for name in pair} - set(boxes)
+    if unknown:
+        raise ValueError(f"plot_block_diagram: arrows name unknown boxes {sorted(unknown)}")
+    width, height = box_size
+    half = np.array([width / 2, height / 2])
+    patches = {}
+    for name, (x, y, text) in boxes.items():
+        face = (colors or {}).get(name, "0.92")
+        patch = FancyBboxPatch(
+            (x - width / 2, y - height / 2), width, height, boxstyle="round,pad=0.02,rounding_size=0.1",
+            facecolor=face, edgecolor="0.3", linewidth=1.0,
+        )
+        ax.add_patch(patch)
+        ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
+        patches[name] = patch
+    for start, end in arrows:
+        a = np.array(boxes[start][:2], dtype=float)
+        b = np.array(boxes[end][:2], dtype=float)
+        tail, head = _box_exit(a, b, half), _box_exit(b, a, half)
+        ax.annotate("", xy=tuple(head), xytext=tuple(tail), arrowprops=dict(arrowstyle="-|>", color="0.2", lw=1.2))
+        label = (arrow_labels or {}).get((start, end))
+        if label:
+            middle = (tail + head) / 2
+            ax.text(middle[0], middle[1], " " + label, ha="left", va="center", fontsize=fontsize - 1, color="0.25")
+    centres = np.array([box[:2] for box in boxes.values()], dtype=float)
+    ax.set_xlim(centres[:, 0].min() - width, centres[:, 0].max() + width)
+    ax.set_ylim(centres[:, 1].min() - height, centres[:, 1].max() + height)
+    ax.set_axis_off()
+    return patches

@@ -75,7 +75,7 @@ def test_spline_inverse_is_finite_and_exact_everywhere(seed: int, scale: float, 
 def test_spline_inverse_on_knots_themselves() -> None:
     spline = RationalQuadraticSpline(bins=4, bound=2.0)
     params = torch.randn(1, 1, spline.num_params, dtype=D64).expand(1, 5, -1)
-    knots_x, knots_y, _ = spline._knots(params)
+    knots_x, knots_y, _ = spline.knots(params)
     x_back, _ = spline.inverse(knots_y[0, :, :].diagonal().reshape(1, 5), params)
     torch.testing.assert_close(x_back, knots_x[0, :, :].diagonal().reshape(1, 5), atol=1e-12, rtol=0)
 

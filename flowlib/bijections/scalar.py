@@ -160,7 +160,13 @@ class RationalQuadraticSpline(ScalarTransform):
     def num_params(self) -> int:  # type: ignore[override]
         return 3 * self.bins - 1
 
-    def _knots(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def knots(self, params: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The spline defined by ``params`` (``(..., 3 * bins - 1)``): knot positions and slopes.
+
+        Returns ``(knots_x, knots_y, derivatives)``, each of shape ``(..., bins + 1)``,
+        with ``knots_x[..., 0] = knots_y[..., 0] = -B``, the last knots at ``+B``
+        and derivatives 1 at both ends.
+        """
         if params.shape[-1] != self.num_params:
             raise ValueError(
                 f"RationalQuadraticSpline: expected {self.num_params} parameters per coordinate "
@@ -204,7 +210,7 @@ class RationalQuadraticSpline(ScalarTransform):
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         inside = (x > -self.bound) & (x < self.bound)
         x_in = x.clamp(-self.bound, self.bound)
-        knots_x, knots_y, derivatives = self._knots(params)
+        knots_x, knots_y, derivatives = self.knots(params)
         index = self._bin_of(knots_x, x_in)
         x_k, w_k, y_k, h_k, d_k, d_k1 = self._bin_quantities(knots_x, knots_y, derivatives, index)
         slope = h_k / w_k
@@ -219,7 +225,7 @@ class RationalQuadraticSpline(ScalarTransform):
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
         inside = (y > -self.bound) & (y < self.bound)
         y_in = y.clamp(-self.bound, self.bound)
-        knots_x, knots_y, derivatives = self._knots(params)
+        knots_x, knots_y, derivatives = self.knots(params)
         index = self._bin_of(knots_y, y_in)
         x_k, w_k, y_k, h_k, d_k, d_k1 = self._bin_quantities(knots_x, knots_y, derivatives, index)
         slope = h_k / w_k
