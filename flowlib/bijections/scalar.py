@@ -208,9 +208,9 @@ class RationalQuadraticSpline(ScalarTransform):
         return x_k, w_k, y_k, h_k, d_k, d_k1
 
     @staticmethod
-    def _log_derivative(xi: Tensor, slope: Tensor, d_k: Tensor, d_k1: Tensor, denominator: Tensor) -> Tensor:
+    def _log_derivative(xi: Tensor, xi_1m: Tensor, slope: Tensor, d_k: Tensor, d_k1: Tensor, denominator: Tensor) -> Tensor:
         r"""log g'(x) in a bin: log of s^2 [d_{k+1} xi^2 + 2 s xi(1-xi) + d_k (1-xi)^2] / denominator^2."""
-        numerator = slope.pow(2) * (d_k1 * xi.pow(2) + 2 * slope * xi * (1 - xi) + d_k * (1 - xi).pow(2))
+        numerator = slope.pow(2) * (d_k1 * xi.pow(2) + 2 * slope * xi_1m + d_k * (1 - xi).pow(2))
         return torch.log(numerator) - 2 * torch.log(denominator)
 
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
@@ -224,7 +224,7 @@ class RationalQuadraticSpline(ScalarTransform):
         xi_1m = xi * (1 - xi)
         denominator = slope + (d_k1 + d_k - 2 * slope) * xi_1m
         y = y_k + h_k * (slope * xi.pow(2) + d_k * xi_1m) / denominator
-        log_d = self._log_derivative(xi, slope, d_k, d_k1, denominator)
+        log_d = self._log_derivative(xi, xi_1m, slope, d_k, d_k1, denominator)
         return torch.where(inside, y, x), torch.where(inside, log_d, torch.zeros_like(log_d))
 
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
@@ -248,8 +248,9 @@ class RationalQuadraticSpline(ScalarTransform):
         from_a = (-b + root) / torch.where(positive, torch.ones_like(a), 2 * a)
         xi = torch.where(positive, from_c, from_a).clamp(0, 1)
         x = x_k + xi * w_k
-        denominator = slope + curvature * xi * (1 - xi)
-        log_d = self._log_derivative(xi, slope, d_k, d_k1, denominator)
+        xi_1m = xi * (1 - xi)
+        denominator = slope + curvature * xi_1m
+        log_d = self._log_derivative(xi, xi_1m, slope, d_k, d_k1, denominator)
         return torch.where(inside, x, y), torch.where(inside, -log_d, torch.zeros_like(log_d))
 
     def __repr__(self) -> str:
