@@ -456,6 +456,7 @@ def summarize(task: Task, racers: list[Contender], steps: int) -> dict:
                 "steps_per_s": statistics.median(rates) if rates else None,
                 "steps_per_s_min_max": [min(rates), max(rates)] if rates else None,
                 "timed_windows": len(timed),
+                "disturbed_windows": sum(rate < statistics.median(rates) / 2 for rate in rates),
                 "shortest_window_s": min(t for _, t in timed) if timed else None,
                 "x_floor": paired_ratio(c.windows, floor.windows) if not floor.failure else None,
                 "x_flowlib": paired_ratio(c.windows, flowlib.windows) if flowlib and not flowlib.failure else None,
@@ -497,10 +498,13 @@ def table(result: dict) -> str:
         )
     shortest = min((row["shortest_window_s"] for row in result["rows"] if row["shortest_window_s"]), default=None)
     timed = max((row["timed_windows"] for row in result["rows"]), default=0)
+    disturbed = sum(row["disturbed_windows"] for row in result["rows"])
     lines += [
         "",
-        f"{timed} timed windows per model after one warm-up window; shortest window "
-        f"{_fmt(shortest, '.2f')} s" + (" (the protocol asks for >= 0.5 s)" if shortest and shortest < 0.5 else ""),
+        f"{timed} timed windows per model after one warm-up window; shortest window {_fmt(shortest, '.2f')} s"
+        + (" (the protocol asks for >= 0.5 s)" if shortest and shortest < 0.5 else "")
+        + f"; {disturbed} of {timed * len(result['rows'])} windows ran at less than half their model's median"
+        + (" (other load): rerun on a quieter machine or with --threads 1" if disturbed > timed else ""),
     ]
     return "\n".join(lines)
 
