@@ -509,6 +509,21 @@ def table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def flowlib_commit() -> str:
+    """The repository's commit, with ``+dirty`` when flowlib/ has uncommitted changes (results depend on them)."""
+    import subprocess
+
+    def git(*words: str) -> subprocess.CompletedProcess[str]:
+        root = Path(__file__).resolve().parent.parent
+        return subprocess.run(["git", *words], cwd=root, capture_output=True, text=True, check=False)
+
+    try:
+        head, dirty = git("rev-parse", "--short", "HEAD"), git("status", "--porcelain", "flowlib")
+    except OSError:
+        return "unknown"
+    return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if head.returncode == 0 else "unknown"
+
+
 def versions() -> dict[str, str]:
     out = {"python": platform.python_version(), "torch": torch.__version__}
     for name in ("flowlib", "zuko", "nflows", "normflows", "numpy", "scikit-learn"):
@@ -553,6 +568,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "date": started.isoformat(timespec="seconds"),
         "command": " ".join([os.path.relpath(sys.executable), *sys.argv]),
         "versions": versions(),
+        "flowlib_commit": flowlib_commit(),
         "torch_threads": torch.get_num_threads(),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(unset)"),
         "cpu_count": os.cpu_count(),
@@ -584,7 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = "\n".join(
         [
             (
-                f"Date {meta['date']}; torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs; "
+                f"Date {meta['date']}; flowlib at commit {meta['flowlib_commit']}; "
+                f"torch {torch.__version__}, {args.threads} threads, {os.cpu_count()} CPUs; "
                 f"zuko {meta['versions']['zuko']}, nflows {meta['versions']['nflows']}, "
                 f"normflows {meta['versions']['normflows']}; {meta['elapsed_s']} s in all."
             ),
