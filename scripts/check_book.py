@@ -193,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--require-chromium", action="store_true", default=os.environ.get("CI") == "true",
                         help="fail instead of skipping when Chromium is missing (default when CI=true)")
     parser.add_argument("--no-screenshots", action="store_true")
+    parser.add_argument("--html", type=Path, default=HTML, help="the built book's html folder (default: %(default)s)")
+    parser.add_argument("--screenshots", type=Path, default=SCREENSHOTS, help="where to save them (default: %(default)s)")
     args = parser.parse_args(argv)
     chromium = find_chromium()
     if chromium is None:
@@ -205,14 +207,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     failed = 0
     for name in args.pages or toc_pages():
-        page = HTML / f"{name}.html"
+        page = args.html / f"{name}.html"
         if not page.is_file():
-            print(f"FAIL {name}: {page.relative_to(ROOT)} does not exist (build the book first: make book)")
+            print(f"FAIL {name}: {page} does not exist (build the book first: make book)")
             failed += 1
             continue
         problems = check_page(chromium, page)
         if not args.no_screenshots:
-            screenshot(chromium, page, SCREENSHOTS / f"{Path(name).name}.png", height=4000)
+            screenshot(chromium, page, args.screenshots / f"{Path(name).name}.png", height=4000)
         print(("FAIL " if problems else "ok   ") + name)
         for problem in problems:
             print(f"     - {problem}")
