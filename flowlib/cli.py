@@ -29,7 +29,7 @@ from .core import Flow
 from .models import multiscale_realnvp, nice, realnvp, spline_flow
 from .train import Trainer
 
-__all__ = ["main", "build_model", "load_model", "MODELS"]
+__all__ = ["main", "build_model", "load_model", "train_command", "MODELS", "IMAGE_MODELS"]
 
 MODELS = {
     "realnvp": "RealNVP: affine couplings with alternating halves (2-D toy data)",

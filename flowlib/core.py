@@ -30,7 +30,9 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -41,6 +43,10 @@ __all__ = [
     "Inverse",
     "Flow",
     "as_event_shape",
+    "as_float_tensor",
+    "check_tensor",
+    "check_input",
+    "check_context",
     "set_input_checks",
     "input_checks_enabled",
     "full_precision",
@@ -87,8 +93,10 @@ def full_precision(x: Tensor) -> torch.autocast:
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-def _shape_text(event_shape: torch.Size) -> str:
-    return "(batch, " + ", ".join(str(s) for s in event_shape) + ")"
+def _shape_text(event_shape: torch.Size | None, batch_name: str = "batch") -> str:
+    if event_shape is None:
+        return f"({batch_name}, *event_shape)"
+    return f"({batch_name}, " + ", ".join(str(s) for s in event_shape) + ")"
 
 
 def _reference_dtype(module: nn.Module) -> torch.dtype | None:
@@ -101,50 +109,164 @@ def _reference_dtype(module: nn.Module) -> torch.dtype | None:
     return None
 
 
+def check_tensor(
+    x: Any,
+    owner: str,
+    subject: str,
+    event_shape: torch.Size | None = None,
+    dtype: torch.dtype | None = None,
+    *,
+    values: bool = True,
+    expected_by: str | None = None,
+    batch_name: str = "batch",
+) -> Tensor:
+    """Return ``x`` if it is a batch of events of shape ``(batch, *event_shape)``; raise a clear error otherwise.
+
+    The checks, in order: a ``torch.Tensor`` (else :class:`TypeError`), floating
+    point (``TypeError``), of ``dtype`` if given (``TypeError``), of shape
+    ``(batch, *event_shape)`` if ``event_shape`` is given, else with at least a
+    batch dimension (``ValueError``), a non-empty batch (``ValueError``), no NaN
+    or Inf (``ValueError``). With ``values=False`` the floating-point, dtype and
+    NaN checks are skipped (raw data that a transform will turn into floats).
+    Every message starts with ``owner`` and names ``subject``; a wrong shape is
+    reported as ``"<subject> has shape ... but <expected_by> expects ..."``.
+
+    Unlike :func:`check_input` this check always runs, whatever
+    :func:`set_input_checks` says: the :class:`~flowlib.train.Trainer` checks its
+    data with it once per ``fit``.
+
+    Example:
+        >>> check_tensor(torch.zeros(3, 2), "Trainer", "train", torch.Size([2])).shape
+        torch.Size([3, 2])
+        >>> check_tensor(torch.zeros(3, 5), "Trainer", "train", torch.Size([2]), expected_by="the flow", batch_name="n")
+        Traceback (most recent call last):
+        ...
+        ValueError: Trainer: train has shape (3, 5) but the flow expects (n, 2)
+    """
+    if not isinstance(x, Tensor):
+        raise TypeError(
+            f"{owner}: {subject} must be a torch.Tensor of shape {_shape_text(event_shape, batch_name)}, "
+            f"got {type(x).__name__} (convert it with torch.as_tensor(..., dtype=torch.float32))"
+        )
+    if values and not x.is_floating_point():
+        raise TypeError(
+            f"{owner}: {subject} must be floating point, got dtype {x.dtype}; "
+            "convert it to a floating-point dtype with .float() or .double()"
+        )
+    if values and dtype is not None and x.dtype != dtype:
+        raise TypeError(
+            f"{owner}: {subject} has dtype {x.dtype} but the model's parameters are {dtype}; "
+            f"convert one of them (x.to({dtype}) or model.to({x.dtype}))"
+        )
+    if event_shape is not None and (x.dim() != len(event_shape) + 1 or x.shape[1:] != event_shape):
+        raise ValueError(
+            f"{owner}: {subject} has shape {tuple(x.shape)} but {expected_by or owner} expects "
+            + _shape_text(event_shape, batch_name)
+            + (" (add a batch dimension with x.unsqueeze(0))" if tuple(x.shape) == tuple(event_shape) else "")
+        )
+    if x.dim() == 0:
+        raise ValueError(
+            f"{owner}: {subject} has no batch dimension (shape ()); expected {_shape_text(None, batch_name)}"
+        )
+    if x.shape[0] == 0:
+        raise ValueError(f"{owner}: {subject} is empty (shape {tuple(x.shape)})")
+    if values:
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise ValueError(f"{owner}: {subject} contains NaN or Inf ({bad} of {x.numel()} values)")
+    return x
+
+
 def check_input(module: nn.Module, x: Tensor, event_shape: torch.Size, name: str = "input") -> None:
     """Raise a clear error unless ``x`` is a finite float tensor of shape ``(batch, *event_shape)``.
 
-    Used by every bijection and base distribution before it touches ``x``; a
-    no-op when :func:`set_input_checks` turned the checks off.
+    Used by every bijection and base distribution before it touches ``x``: it is
+    :func:`check_tensor` with the module's class as the owner and the dtype of its
+    parameters, and a no-op when :func:`set_input_checks` turned the checks off.
+
+    Example:
+        >>> from flowlib.bijections import Linear
+        >>> check_input(Linear(2), torch.zeros(3), torch.Size([2]))
+        Traceback (most recent call last):
+        ...
+        ValueError: Linear: the input has shape (3,) but Linear expects (batch, 2)
     """
     if not _CHECKS["enabled"]:
         return
-    owner = type(module).__name__
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{owner}: expected the {name} to be a torch.Tensor, got {type(x).__name__}")
-    if not x.is_floating_point():
-        raise TypeError(
-            f"{owner}: expected a floating-point {name}, got dtype {x.dtype}; convert it with .float() or .double()"
-        )
-    dtype = _reference_dtype(module)
-    if dtype is not None and x.dtype != dtype:
-        raise TypeError(
-            f"{owner}: the {name} has dtype {x.dtype} but the parameters are {dtype}; "
-            f"convert one of them (e.g. module.to({dtype}) or x.to({dtype}))"
-        )
-    if x.dim() != len(event_shape) + 1 or x.shape[1:] != event_shape:
-        raise ValueError(
-            f"{owner}: expected the {name} to have shape {_shape_text(event_shape)}, got {tuple(x.shape)}"
-            + (" (add a batch dimension with x.unsqueeze(0))" if tuple(x.shape) == tuple(event_shape) else "")
-        )
-    if x.shape[0] == 0:
-        raise ValueError(f"{owner}: the {name} has an empty batch (shape {tuple(x.shape)})")
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        bad = int((~finite).sum())
-        raise ValueError(f"{owner}: the {name} contains NaN or Inf ({bad} of {x.numel()} values)")
+    check_tensor(x, type(module).__name__, f"the {name}", event_shape, _reference_dtype(module))
 
 
-def _check_context(module: nn.Module, x: Tensor, context: Tensor | None) -> None:
-    if context is None or not _CHECKS["enabled"]:
-        return
+def check_context(
+    owner: str, context: Any, batch: int, *, name: str = "context", subject: str = "the input"
+) -> Tensor | None:
+    """Return ``context`` if it is ``None`` or a tensor with one row per sample of a batch of ``batch``.
+
+    Raises :class:`TypeError` for anything but a tensor or ``None`` and
+    :class:`ValueError` for a wrong first dimension. Always runs; bijections
+    call it only while :func:`set_input_checks` leaves the checks on.
+
+    Example:
+        >>> check_context("Linear", torch.zeros(4, 5), 3)
+        Traceback (most recent call last):
+        ...
+        ValueError: Linear: context must have one row per sample (3), the same batch size as the input, got shape (4, 5)
+    """
+    if context is None:
+        return None
     if not isinstance(context, Tensor):
-        raise TypeError(f"{type(module).__name__}: context must be a torch.Tensor or None, got {type(context).__name__}")
-    if context.dim() == 0 or context.shape[0] != x.shape[0]:
+        raise TypeError(f"{owner}: {name} must be a torch.Tensor or None, got {type(context).__name__}")
+    if context.dim() == 0 or context.shape[0] != batch:
         raise ValueError(
-            f"{type(module).__name__}: context must have the same batch size as the input "
-            f"({x.shape[0]}), got shape {tuple(context.shape)}"
+            f"{owner}: {name} must have one row per sample ({batch}), the same batch size as {subject}, "
+            f"got shape {tuple(context.shape)}"
         )
+    return context
+
+
+_INIT_DEPTH = "_bijection_init_depth"
+_CHECKS_EVENT_SHAPE = "_checks_event_shape"
+
+
+def _require_event_shape(layer: nn.Module) -> None:
+    """After the outermost ``__init__`` of a bijection: ``event_shape`` must be set and a valid shape."""
+    name = type(layer).__name__
+    try:
+        shape = layer.event_shape
+    except AttributeError:
+        raise TypeError(
+            f"{name}.__init__ did not set self.event_shape; a flowlib Bijection must set it to the shape of one "
+            "input sample, e.g. self.event_shape = torch.Size([dim]) (or (C, H, W) for images), after "
+            "super().__init__()"
+        ) from None
+    try:
+        size = as_event_shape(shape)
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"{name}: self.event_shape must be the shape of one input sample; {error}") from error
+    if "event_shape" in layer.__dict__ and not isinstance(shape, torch.Size):
+        layer.__dict__["event_shape"] = size
+
+
+def _checking_event_shape(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a bijection's ``__init__``: when the outermost ``__init__`` returns, require ``event_shape``."""
+
+    @functools.wraps(init)
+    def __init__(self: nn.Module, *args: Any, **kwargs: Any) -> None:
+        state = self.__dict__
+        depth = state.get(_INIT_DEPTH, 0)
+        state[_INIT_DEPTH] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            if depth:
+                state[_INIT_DEPTH] = depth
+            else:
+                state.pop(_INIT_DEPTH, None)
+        if depth == 0:
+            _require_event_shape(self)
+
+    setattr(__init__, _CHECKS_EVENT_SHAPE, True)
+    return __init__
 
 
 class Bijection(nn.Module):
@@ -155,10 +277,35 @@ class Bijection(nn.Module):
     each returning ``(output, logabsdet)`` with ``logabsdet`` of shape
     ``(batch,)``. The public :meth:`forward` and :meth:`inverse` check the input
     first, so a wrong shape, dtype or a NaN gives a clear error instead of a
-    failure deep inside torch.
+    failure deep inside torch; :class:`Compose`, :class:`Inverse` and
+    :class:`FactorOut <flowlib.bijections.FactorOut>` call the private methods of
+    their parts directly, so that a composition checks its input once.
 
-    A layer that changes the shape of its input (a squeeze, later) overrides
+    The contract guards itself. A subclass that overrides ``forward`` or
+    ``inverse`` (the plain PyTorch way) is a :class:`TypeError` when the class
+    is created, and one whose ``__init__`` leaves ``event_shape`` unset is a
+    ``TypeError`` when it is constructed; both messages name the fix.
+
+    A layer that changes the shape of its input (a squeeze) overrides
     :attr:`output_event_shape`.
+
+    Example:
+        >>> import torch
+        >>> class Cube(Bijection):
+        ...     "z = x^3 + x element-wise (the inverse, _inverse, is left out here)."
+        ...     def __init__(self, dim: int) -> None:
+        ...         super().__init__()
+        ...         self.event_shape = torch.Size([dim])
+        ...     def _forward(self, x, context):
+        ...         return x**3 + x, torch.log(3 * x**2 + 1).sum(dim=1)
+        >>> Cube(2)(torch.zeros(4, 2))[1].tolist()
+        [0.0, 0.0, 0.0, 0.0]
+        >>> class Plain(Bijection):  # doctest: +ELLIPSIS
+        ...     def forward(self, x, context=None):
+        ...         return x, x.new_zeros(x.shape[0])
+        Traceback (most recent call last):
+        ...
+        TypeError: Plain overrides forward(); ...
 
     Attributes:
         event_shape: shape of one input sample of :meth:`forward`.
@@ -170,6 +317,23 @@ class Bijection(nn.Module):
     event_shape: torch.Size
     logdet_is_exact: bool = True
 
+    def __init__(self) -> None:
+        super().__init__()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        overridden = [name for name in ("forward", "inverse") if name in vars(cls)]
+        if overridden:
+            raise TypeError(
+                f"{cls.__name__} overrides {' and '.join(f'{name}()' for name in overridden)}; a flowlib "
+                "Bijection keeps forward() and inverse(), which check the input and call the methods you write "
+                "(Compose and Inverse call those of their parts directly). Implement _forward(self, x, context) -> "
+                "(z, logabsdet) and _inverse(self, z, context) -> (x, logabsdet) instead, and set "
+                "self.event_shape in __init__"
+            )
+        if "__init__" in vars(cls):
+            cls.__init__ = _checking_event_shape(vars(cls)["__init__"])  # type: ignore[method-assign]
+
     @property
     def output_event_shape(self) -> torch.Size:
         """Shape of one sample of :meth:`forward`'s output (the noise space)."""
@@ -178,13 +342,15 @@ class Bijection(nn.Module):
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Data to noise: return ``(z, log|det dz/dx|)``."""
         check_input(self, x, self.event_shape)
-        _check_context(self, x, context)
+        if _CHECKS["enabled"]:
+            check_context(type(self).__name__, context, x.shape[0])
         return self._forward(x, context)
 
     def inverse(self, z: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """Noise to data: return ``(x, log|det dx/dz|)``."""
         check_input(self, z, self.output_event_shape)
-        _check_context(self, z, context)
+        if _CHECKS["enabled"]:
+            check_context(type(self).__name__, context, z.shape[0])
         return self._inverse(z, context)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -195,6 +361,9 @@ class Bijection(nn.Module):
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"
+
+
+Bijection.__init__ = _checking_event_shape(Bijection.__init__)  # type: ignore[method-assign]
 
 
 class Compose(Bijection):
@@ -390,8 +559,17 @@ class Flow(nn.Module):
         return self.rsample(n, context)
 
 
-def _as_float_tensor(value: float | Sequence[float] | Tensor, reference: Tensor | None = None) -> Tensor:
-    """Turn a number, list or tensor into a float tensor (float32 unless it already is floating)."""
+def as_float_tensor(value: float | Sequence[float] | Tensor, reference: Tensor | None = None) -> Tensor:
+    """Turn a number, list or tensor into a floating-point tensor, for the constructors of layers.
+
+    A floating tensor is returned as it is; an integer tensor becomes the
+    default dtype; a number or list gets ``reference``'s dtype if given, else
+    the default dtype (float32 unless changed).
+
+    Example:
+        >>> as_float_tensor([1, 2]).dtype, as_float_tensor(2.0, torch.zeros(1, dtype=torch.float64)).dtype
+        (torch.float32, torch.float64)
+    """
     if isinstance(value, Tensor):
         return value if value.is_floating_point() else value.to(torch.get_default_dtype())
     dtype = reference.dtype if reference is not None else torch.get_default_dtype()

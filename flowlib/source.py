@@ -72,7 +72,7 @@ def show_source(obj: Any) -> SourceListing:
     Raises:
         TypeError: if the object has no Python source (a builtin, an instance).
     """
-    target = _unwrap(obj)
+    target = inspect.unwrap(_unwrap(obj))  # a decorated function's own file, not the decorator's
     try:
         lines, _ = inspect.getsourcelines(target)
         path = Path(inspect.getsourcefile(target) or "")

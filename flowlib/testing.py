@@ -60,7 +60,34 @@ __all__ = [
     "default_tolerances",
     "self_check",
     "self_check_function",
+    "SelfCheckResult",
 ]
+
+
+class SelfCheckResult:
+    """What :func:`self_check` and :func:`self_check_function` return: true if the checks passed.
+
+    The verdict has already been printed, so a notebook shows nothing more
+    for it; ``bool(result)`` and ``result.message`` give it to code.
+    """
+
+    def __init__(self, passed: bool, message: str) -> None:
+        self.passed = passed
+        self.message = message
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def __repr__(self) -> str:
+        return f"SelfCheckResult(passed={self.passed})"
+
+    def _ipython_display_(self) -> None:
+        """Display nothing: the verdict was printed when the check ran."""
+
+
+def _verdict(passed: bool, message: str) -> SelfCheckResult:
+    print(message)
+    return SelfCheckResult(passed, message)
 
 
 def default_tolerances(dtype: torch.dtype) -> tuple[float, float]:
@@ -297,7 +324,7 @@ def self_check(
     context: Tensor | None = None,
     batch: int = 8,
     seed: int = 0,
-) -> bool:
+) -> SelfCheckResult:
     """Check a layer you wrote and print a verdict: passed, not attempted yet, or what failed and by how much.
 
     Runs :func:`check_inverse` and :func:`check_logdet` in float64 (on a copy
@@ -316,12 +343,15 @@ def self_check(
         batch, seed: size and seed of the default test points.
 
     Returns:
-        ``True`` if both checks passed.
+        a :class:`SelfCheckResult`, true if both checks passed (it displays
+        nothing more in a notebook: the verdict is already printed).
 
     Example:
         >>> from flowlib.bijections import ElementwiseAffine
-        >>> self_check(ElementwiseAffine(torch.tensor([2.0, -0.5]), torch.tensor([1.0, 0.0])))  # doctest: +ELLIPSIS
+        >>> result = self_check(ElementwiseAffine(torch.tensor([2.0, -0.5]), torch.tensor([1.0, 0.0])))
+        ... # doctest: +ELLIPSIS
         Self-check of ElementwiseAffine: passed. Inverse round trip: largest error ...
+        >>> bool(result)
         True
     """
     label = getattr(bijection, "__name__", None) or type(bijection).__name__
@@ -331,8 +361,10 @@ def self_check(
             layer = layer.bijection
         label = type(layer).__name__
         if not isinstance(layer, Bijection):
-            print(f"Self-check: expected a flowlib Bijection, got {type(layer).__name__}.")
-            return False
+            return _verdict(
+False,
+f"Self-check: expected a flowlib Bijection, got {type(layer).__name__}.",
+            )
         layer = _in_float64(layer)
         if x is None:
             generator = torch.Generator().manual_seed(seed)
@@ -345,22 +377,26 @@ def self_check(
         logdet_error = _logdet_errors(layer, x, context, None)
     except NotImplementedError as error:
         detail = f" ({error})" if str(error) else ""
-        print(
+        return _verdict(
+            False,
             f"Self-check of {label}: not attempted yet: a method still raises NotImplementedError{detail}. "
-            "Fill in the workspace cell above, run it, then run this cell again."
+            "Fill in the workspace cell above, run it, then run this cell again.",
         )
-        return False
     except AssertionError as error:
-        print(f"Self-check of {label}: FAILED. {error}")
-        return False
+        return _verdict(
+False,
+f"Self-check of {label}: FAILED. {error}",
+        )
     except Exception as error:  # the student's code may raise anything; report it instead of a traceback
-        print(f"Self-check of {label}: FAILED. Calling your layer raised {type(error).__name__}: {error}")
-        return False
-    print(
+        return _verdict(
+False,
+f"Self-check of {label}: FAILED. Calling your layer raised {type(error).__name__}: {error}",
+        )
+    return _verdict(
+        True,
         f"Self-check of {label}: passed. Inverse round trip: largest error {inverse_error:.1e}; "
-        f"log|det J| against the brute-force Jacobian: largest error {logdet_error:.1e} (float64)."
+        f"log|det J| against the brute-force Jacobian: largest error {logdet_error:.1e} (float64).",
     )
-    return True
 
 
 def self_check_function(
@@ -371,7 +407,7 @@ def self_check_function(
     atol: float = 1e-6,
     rtol: float = 1e-6,
     name: str | None = None,
-) -> bool:
+) -> SelfCheckResult:
     """Compare a function you wrote with an independent reference on ``inputs``, and print a verdict.
 
     For exercises whose answer is a formula rather than a layer: your
@@ -380,15 +416,14 @@ def self_check_function(
     Never raises; ``NotImplementedError`` reads as "not attempted yet".
 
     Returns:
-        ``True`` if every value agrees.
+        a :class:`SelfCheckResult`, true if every value agrees.
 
     Example:
         >>> import math
         >>> normal = torch.distributions.Normal(0.0, 1.0)
-        >>> self_check_function(lambda x: -0.5 * x**2 - 0.5 * math.log(2 * math.pi), normal.log_prob,
-        ...                     torch.linspace(-3, 3, 7), name="log N(x; 0, 1)")
+        >>> result = self_check_function(lambda x: -0.5 * x**2 - 0.5 * math.log(2 * math.pi), normal.log_prob,
+        ...                              torch.linspace(-3, 3, 7), name="log N(x; 0, 1)")
         Self-check of log N(x; 0, 1): passed on 7 points (largest error 0.0e+00).
-        True
     """
     label = name or getattr(function, "__name__", type(function).__name__)
     try:
@@ -398,32 +433,38 @@ def self_check_function(
         if not isinstance(got, Tensor):
             got = torch.as_tensor(got, dtype=expected.dtype)
         if got.shape != expected.shape:
-            print(f"Self-check of {label}: FAILED. Expected an output of shape {tuple(expected.shape)}, "
-                  f"got {tuple(got.shape)}.")
-            return False
+            return _verdict(
+False,
+f"Self-check of {label}: FAILED. Expected an output of shape {tuple(expected.shape)}, "
+                  f"got {tuple(got.shape)}.",
+            )
         error = (got.to(expected.dtype) - expected).abs()
         allowed = atol + rtol * expected.abs()
         bad = ~(error <= allowed)
     except NotImplementedError as error:
         detail = f" ({error})" if str(error) else ""
-        print(
+        return _verdict(
+            False,
             f"Self-check of {label}: not attempted yet: the function still raises NotImplementedError{detail}. "
-            "Fill in the workspace cell above, run it, then run this cell again."
+            "Fill in the workspace cell above, run it, then run this cell again.",
         )
-        return False
     except Exception as error:  # the student's code may raise anything; report it instead of a traceback
-        print(f"Self-check of {label}: FAILED. Calling it raised {type(error).__name__}: {error}")
-        return False
+        return _verdict(
+False,
+f"Self-check of {label}: FAILED. Calling it raised {type(error).__name__}: {error}",
+        )
     if bool(bad.any()):
         worst = int(torch.nan_to_num(error - allowed, nan=float("inf")).reshape(-1).argmax())
         where = (f"point {worst}" if error.dim() == 1 else _position(worst, error.shape)) if error.dim() else "the output"
         point = inputs.reshape(-1)[worst].item() if inputs.dim() == 1 and inputs.numel() == error.numel() else None
         at_input = f" (input {point:.6g})" if point is not None else ""
-        print(
+        return _verdict(
+            False,
             f"Self-check of {label}: FAILED at {int(bad.sum())} of {error.numel()} points. "
             f"At {where}{at_input}: got {got.reshape(-1)[worst].item():.10g}, "
-            f"expected {expected.reshape(-1)[worst].item():.10g}."
+            f"expected {expected.reshape(-1)[worst].item():.10g}.",
         )
-        return False
-    print(f"Self-check of {label}: passed on {error.numel()} points (largest error {float(error.max()):.1e}).")
-    return True
+    return _verdict(
+True,
+f"Self-check of {label}: passed on {error.numel()} points (largest error {float(error.max()):.1e}).",
+    )

@@ -137,3 +137,105 @@ def test_input_checks_can_be_turned_off() -> None:
         flowlib.set_input_checks(True)
     with pytest.raises(ValueError, match="NaN or Inf"):
         layer(torch.tensor([[float("nan"), 0.0]]))
+
+
+# --------------------------------------------------------------------------- the contract guards itself
+
+
+def test_overriding_forward_or_inverse_fails_when_the_class_is_created() -> None:
+    """A layer written the plain PyTorch way would bypass the input checks and be ignored inside Compose."""
+    from flowlib import Bijection
+
+    with pytest.raises(TypeError, match=r"Doubling overrides forward\(\); .*Implement _forward\(self, x, context\)"):
+
+        class Doubling(Bijection):
+            def __init__(self) -> None:
+                super().__init__()
+                self.event_shape = torch.Size([2])
+
+            def forward(self, x, context=None):
+                return 2 * x, x.new_full((x.shape[0],), 2 * math.log(2.0))
+
+    both = r"overrides forward\(\) and inverse\(\);.*_inverse\(self, z, context\).*event_shape"
+    with pytest.raises(TypeError, match=both):
+
+        class Both(Bijection):
+            def forward(self, x, context=None):
+                return x, x.new_zeros(x.shape[0])
+
+            def inverse(self, z, context=None):
+                return z, z.new_zeros(z.shape[0])
+
+
+def test_a_layer_without_event_shape_fails_when_it_is_built() -> None:
+    from flowlib import Bijection
+
+    class NoShape(Bijection):
+        def __init__(self, scale: float) -> None:
+            super().__init__()
+            self.scale = scale
+
+        def _forward(self, x, context):
+            return self.scale * x, x.new_full((x.shape[0],), x.shape[1] * math.log(self.scale))
+
+    class NoInit(Bijection):
+        def _forward(self, x, context):
+            return x, x.new_zeros(x.shape[0])
+
+    for make in (lambda: NoShape(2.0), NoInit):
+        with pytest.raises(TypeError, match=r"__init__ did not set self.event_shape; .*torch.Size\(\[dim\]\)"):
+            make()
+    # so Compose, Inverse and Flow never meet a layer without one (they used to fail with an AttributeError
+    # about 'output_event_shape' deep inside)
+    with pytest.raises(TypeError, match="NoShape.__init__ did not set self.event_shape"):
+        Compose(Linear(2), NoShape(2.0))
+    with pytest.raises(TypeError, match="did not set self.event_shape"):
+        Flow(StandardNormal(2), Inverse(NoShape(2.0)))
+    with pytest.raises(TypeError, match="event_shape must be the shape of one input sample"):
+
+        class BadShape(NoShape):
+            def __init__(self) -> None:
+                super().__init__(2.0)
+                self.event_shape = "two"
+
+        BadShape()
+
+
+def test_a_layer_written_by_the_contract_works_everywhere() -> None:
+    """_forward/_inverse and event_shape set after super().__init__(), also through subclasses of subclasses."""
+    from flowlib import Bijection
+
+    class Scale(Bijection):
+        def __init__(self, dim: int, scale: float) -> None:
+            super().__init__()
+            self.event_shape = (dim,)  # a tuple is accepted and stored as a torch.Size
+            self.scale = scale
+
+        def _forward(self, x, context):
+            return self.scale * x, x.new_full((x.shape[0],), x.shape[1] * math.log(self.scale))
+
+        def _inverse(self, z, context):
+            return z / self.scale, z.new_full((z.shape[0],), -z.shape[1] * math.log(self.scale))
+
+    class Double(Scale):
+        def __init__(self, dim: int) -> None:
+            super().__init__(dim, 2.0)  # the outer __init__ is the one whose end is checked
+
+    layer = Double(2)
+    assert layer.event_shape == torch.Size([2]) and isinstance(layer.event_shape, torch.Size)
+    assert "_bijection_init_depth" not in vars(layer)
+    flow = Flow(StandardNormal(2), Compose(Double(2), Inverse(Scale(2, 4.0))))
+    x = torch.ones(3, 2)
+    torch.testing.assert_close(flow.log_prob(x), StandardNormal(2).log_prob(x / 2) + 2 * math.log(0.5))
+    with pytest.raises(ValueError, match="the input has shape \\(3, 5\\) but Double expects \\(batch, 2\\)"):
+        layer(torch.ones(3, 5))
+
+
+def test_show_source_of_a_wrapped_constructor_names_its_own_file() -> None:
+    """Bijection wraps every subclass's __init__ (to check event_shape); listings still show the layer's file."""
+    from flowlib.bijections import TriangularLinear
+    from flowlib.source import show_source
+
+    listing = show_source(TriangularLinear.__init__)
+    assert listing.location == "flowlib/bijections/linear.py" and listing.name == "TriangularLinear.__init__"
+    assert listing.code.startswith("def __init__(") and "random_triangle" in listing.code

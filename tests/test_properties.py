@@ -70,7 +70,7 @@ def test_wrong_event_shape_is_named_in_the_error(key: str, wrong: tuple[int, ...
         wrong = wrong + (2,)
     x = torch.zeros((batch, *wrong), dtype=torch.float64)
     expected = "(batch, " + ", ".join(map(str, layer.event_shape)) + ")"
-    with pytest.raises(ValueError, match="expected the input to have shape") as info:
+    with pytest.raises(ValueError, match="the input has shape .* but .* expects") as info:
         layer(x)
     assert expected in str(info.value) and str(tuple(x.shape)) in str(info.value)
 

@@ -157,24 +157,24 @@ class StubLayer(ElementwiseAffine):
 
 def test_self_check_verdicts(capsys: pytest.CaptureFixture[str]) -> None:
     good = ElementwiseAffine(torch.tensor([2.0, -0.5]), torch.tensor([1.0, 0.0]))
-    assert self_check(good) is True
+    assert self_check(good)
     assert "passed" in capsys.readouterr().out
 
-    assert self_check(StubLayer(torch.tensor([2.0, 3.0]))) is False
+    assert not self_check(StubLayer(torch.tensor([2.0, 3.0])))
     assert "not attempted yet" in capsys.readouterr().out
 
-    assert self_check(ForgottenSum(torch.tensor([2.0, 3.0, 0.5]))) is False
+    assert not self_check(ForgottenSum(torch.tensor([2.0, 3.0, 0.5])))
     out = capsys.readouterr().out
     assert "FAILED" in out and ".sum(dim=1)" in out
 
-    assert self_check(MissingConstant(torch.tensor([2.0, 3.0]))) is False
+    assert not self_check(MissingConstant(torch.tensor([2.0, 3.0])))
     out = capsys.readouterr().out
     assert "FAILED" in out and "log|det J| is wrong" in out
 
     def broken() -> Linear:
         raise ValueError("my constructor is wrong")
 
-    assert self_check(broken) is False
+    assert not self_check(broken)
     assert "ValueError: my constructor is wrong" in capsys.readouterr().out
 
 
@@ -213,3 +213,12 @@ def test_self_check_of_a_flow_checks_its_bijection(capsys: pytest.CaptureFixture
 
     assert not self_check(Flow(StandardNormal(2), MissingConstant(torch.tensor([2.0, 3.0]))))
     assert "log|det J| is wrong" in capsys.readouterr().out
+
+
+def test_a_self_check_result_displays_nothing_more_in_a_notebook() -> None:
+    from IPython.core.formatters import DisplayFormatter
+
+    result = self_check(ElementwiseAffine(torch.tensor([2.0, -0.5])))
+    assert result and result.message.startswith("Self-check of ElementwiseAffine: passed")
+    assert hasattr(result, "_ipython_display_")  # IPython then shows no Out[] for the cell
+    assert DisplayFormatter().format(result) == ({}, {})

@@ -12,15 +12,56 @@ For a general :math:`D \times D` matrix the determinant and the inverse cost
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..core import Bijection, _as_float_tensor, as_event_shape, full_precision, input_checks_enabled
+from ..core import Bijection, as_event_shape, as_float_tensor, full_precision, input_checks_enabled
 
 __all__ = ["Linear", "TriangularLinear", "LULinear", "Permutation"]
+
+
+def _square_weight_and_bias(
+    owner: str,
+    weight: int | Sequence[Sequence[float]] | Tensor,
+    bias: Sequence[float] | Tensor | None,
+    random_weight: Callable[[int], Tensor],
+) -> tuple[Tensor, Tensor]:
+    """Check and copy the ``(D, D)`` weight and ``(D,)`` bias of a linear layer ``z = W x + b``.
+
+    ``weight`` is a square matrix (copied as a float tensor), or an int ``D``,
+    for which ``random_weight(D)`` draws the initial matrix. ``bias`` defaults
+    to zeros and takes the weight's dtype. Both must be finite. Whether the
+    matrix is invertible is the layer's own check (it differs per structure).
+
+    Raises:
+        ValueError: for a dimension below 1, a non-square weight, a bias of the
+            wrong shape, or NaN/Inf entries; every message starts with ``owner``.
+
+    Example:
+        >>> import torch
+        >>> weight, bias = _square_weight_and_bias("Linear", [[2.0, 0.0], [1.0, 3.0]], None, torch.eye)
+        >>> weight.dtype, bias.tolist()
+        (torch.float32, [0.0, 0.0])
+    """
+    if isinstance(weight, int):
+        if weight < 1:
+            raise ValueError(f"{owner}: the dimension must be >= 1, got {weight}")
+        weight_t = random_weight(weight)
+    else:
+        weight_t = as_float_tensor(weight).detach().clone()
+    if weight_t.dim() != 2 or weight_t.shape[0] != weight_t.shape[1]:
+        raise ValueError(f"{owner}: weight must be a square (D, D) matrix, got shape {tuple(weight_t.shape)}")
+    dim = weight_t.shape[0]
+    bias_t = weight_t.new_zeros(dim) if bias is None else as_float_tensor(bias, weight_t).detach().clone()
+    bias_t = bias_t.to(weight_t.dtype)
+    if bias_t.shape != (dim,):
+        raise ValueError(f"{owner}: bias must have shape ({dim},), got {tuple(bias_t.shape)}")
+    if not bool(torch.isfinite(weight_t).all()) or not bool(torch.isfinite(bias_t).all()):
+        raise ValueError(f"{owner}: weight and bias must be finite")
+    return weight_t, bias_t
 
 
 class Linear(Bijection):
@@ -61,22 +102,12 @@ class Linear(Bijection):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(weight, int):
-            if weight < 1:
-                raise ValueError(f"Linear: the dimension must be >= 1, got {weight}")
-            gaussian = torch.randn(weight, weight, generator=generator)
-            weight_t = torch.linalg.qr(gaussian).Q
-        else:
-            weight_t = _as_float_tensor(weight).detach().clone()
-        if weight_t.dim() != 2 or weight_t.shape[0] != weight_t.shape[1]:
-            raise ValueError(f"Linear: weight must be a square (D, D) matrix, got shape {tuple(weight_t.shape)}")
+
+        def random_orthogonal(dim: int) -> Tensor:
+            return torch.linalg.qr(torch.randn(dim, dim, generator=generator)).Q
+
+        weight_t, bias_t = _square_weight_and_bias("Linear", weight, bias, random_orthogonal)
         dim = weight_t.shape[0]
-        bias_t = weight_t.new_zeros(dim) if bias is None else _as_float_tensor(bias, weight_t).detach().clone()
-        bias_t = bias_t.to(weight_t.dtype)
-        if bias_t.shape != (dim,):
-            raise ValueError(f"Linear: bias must have shape ({dim},), got {tuple(bias_t.shape)}")
-        if not bool(torch.isfinite(weight_t).all()) or not bool(torch.isfinite(bias_t).all()):
-            raise ValueError("Linear: weight and bias must be finite")
         # numerically singular: rank-deficient at the usual tolerance, sigma_min <= sigma_max * D * eps
         singular_values = torch.linalg.svdvals(weight_t)
         if singular_values[-1] <= singular_values[0] * dim * torch.finfo(weight_t.dtype).eps:
@@ -143,27 +174,19 @@ class TriangularLinear(Bijection):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(weight, int):
-            if weight < 1:
-                raise ValueError(f"TriangularLinear: the dimension must be >= 1, got {weight}")
-            weight_t = 0.3 * torch.randn(weight, weight, generator=generator)
-            weight_t.diagonal().copy_(0.5 + torch.rand(weight, generator=generator))
-        else:
-            weight_t = _as_float_tensor(weight).detach().clone()
-        if weight_t.dim() != 2 or weight_t.shape[0] != weight_t.shape[1]:
-            raise ValueError(f"TriangularLinear: weight must be a square matrix, got shape {tuple(weight_t.shape)}")
-        dim = weight_t.shape[0]
-        if not bool(torch.isfinite(weight_t).all()):
-            raise ValueError("TriangularLinear: weight must be finite")
+
+        def random_triangle(dim: int) -> Tensor:
+            weight_t = 0.3 * torch.randn(dim, dim, generator=generator)
+            weight_t.diagonal().copy_(0.5 + torch.rand(dim, generator=generator))
+            return weight_t
+
+        weight_t, bias_t = _square_weight_and_bias("TriangularLinear", weight, bias, random_triangle)
         if bool((weight_t.diagonal() == 0).any()):
             raise ValueError("TriangularLinear: the diagonal must be non-zero (a zero makes T singular)")
-        bias_t = weight_t.new_zeros(dim) if bias is None else _as_float_tensor(bias, weight_t).detach().clone()
-        if bias_t.shape != (dim,):
-            raise ValueError(f"TriangularLinear: bias must have shape ({dim},), got {tuple(bias_t.shape)}")
-        self.event_shape = as_event_shape(dim)
+        self.event_shape = as_event_shape(weight_t.shape[0])
         self.lower = bool(lower)
         self.weight = nn.Parameter(weight_t)
-        self.bias = nn.Parameter(bias_t.to(weight_t.dtype))
+        self.bias = nn.Parameter(bias_t)
 
     def matrix(self) -> Tensor:
         """The triangular matrix :math:`T` actually used."""

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 import torch
 import torch.nn.functional as F
@@ -31,16 +32,34 @@ from torch import Tensor
 __all__ = ["ScalarTransform", "AdditiveTransform", "AffineTransform", "RationalQuadraticSpline"]
 
 
-class ScalarTransform:
-    """Interface: ``num_params`` per coordinate, ``forward`` and ``inverse`` returning element-wise log|h'|."""
+class ScalarTransform(ABC):
+    r"""The interface of a scalar transform :math:`y = h(x; \theta)`, strictly increasing in :math:`x`.
 
-    num_params: int = 0
+    A subclass states how many parameters :math:`\theta` each coordinate takes
+    and implements both directions. It holds no learnable state: the parameters
+    come from the conditioner of a :class:`~flowlib.bijections.Coupling`, which
+    accepts any ``ScalarTransform``.
 
+    * ``num_params``: parameters per coordinate (a class attribute or a property);
+    * ``forward(x, params) -> (y, log_derivative)``: ``x`` of shape ``(..., n)``,
+      ``params`` of shape ``(..., n, num_params)``; ``log_derivative`` is the
+      element-wise :math:`\log h'(x)`, shaped like ``x``;
+    * ``inverse(y, params) -> (x, log_derivative)``: :math:`x = h^{-1}(y)` and
+      the element-wise :math:`\log |\partial x / \partial y| = -\log h'(x)`.
+
+    Zero parameters should give the identity, so that a coupling with a
+    zero-initialized conditioner starts as the identity map.
+    """
+
+    num_params: int
+
+    @abstractmethod
     def forward(self, x: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        r"""Return :math:`h(x; \theta)` and the element-wise :math:`\log h'(x)`."""
 
+    @abstractmethod
     def inverse(self, y: Tensor, params: Tensor) -> tuple[Tensor, Tensor]:
-        raise NotImplementedError
+        r"""Return :math:`h^{-1}(y; \theta)` and the element-wise :math:`-\log h'(h^{-1}(y))`."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
