@@ -64,7 +64,12 @@ def test_spline_inverse_is_finite_and_exact_everywhere(seed: int, scale: float, 
     # where the map is well conditioned the two log-derivatives agree; everywhere, the inverse's one is
     # that of the forward map at the point the inverse returned
     _, log_d_at_back = spline.forward(x_back, params)
-    torch.testing.assert_close(log_d_back, -log_d_at_back, atol=1e-4 if dtype == torch.float32 else 1e-9, rtol=0)
+    # ... up to what rounding x_back to the dtype can change: on a very narrow, steeply curved bin (scale 20)
+    # the log-derivative varies by 0.1 within a few ulps of x, so allow the spread over that neighbourhood
+    delta = 8 * torch.finfo(dtype).eps * (1 + x_back.abs())
+    spread = torch.stack([(spline.forward(x_back + sign * delta, params)[1] - log_d_at_back).abs() for sign in (1, -1)])
+    allowed = (1e-4 if dtype == torch.float32 else 1e-9) + spread.amax(dim=0)
+    assert ((log_d_back + log_d_at_back).abs() <= allowed).all()
     good = slope > 0.1
     torch.testing.assert_close(log_d_back[good], -log_d[good], atol=1e-3 if dtype == torch.float32 else 1e-9, rtol=0)
     # knots: the spline maps [-B, B] onto itself and is the identity outside
