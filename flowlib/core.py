@@ -547,16 +547,23 @@ class Flow(nn.Module):
         x, ladj = self.bijection.inverse(z, context)
         return x, self.base.log_prob(z) - ladj
 
-    def rsample(self, n: int | None = None, context: Tensor | None = None) -> Tensor:
-        """Draw ``n`` samples through which gradients flow to the parameters."""
-        z = self.base.rsample((self._num_samples(n, context),))
+    def rsample(self, n: int | None = None, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
+        """Draw ``n`` samples through which gradients flow to the parameters.
+
+        ``temperature`` :math:`T` scales the base distribution's standard
+        deviation (Glow's temperature sampling): :math:`T < 1` gives smoother,
+        more typical samples at the price of diversity. The base must accept a
+        ``temperature`` argument in ``rsample`` (flowlib's bases do).
+        """
+        count = self._num_samples(n, context)
+        z = self.base.rsample((count,)) if temperature == 1.0 else self.base.rsample((count,), temperature=temperature)
         x, _ = self.bijection.inverse(z, context)
         return x
 
     @torch.no_grad()
-    def sample(self, n: int | None = None, context: Tensor | None = None) -> Tensor:
-        """Draw ``n`` samples (no gradients). With a ``context``, one per context row."""
-        return self.rsample(n, context)
+    def sample(self, n: int | None = None, context: Tensor | None = None, temperature: float = 1.0) -> Tensor:
+        """Draw ``n`` samples (no gradients). With a ``context``, one per context row; see :meth:`rsample`."""
+        return self.rsample(n, context, temperature)
 
 
 def as_float_tensor(value: float | Sequence[float] | Tensor, reference: Tensor | None = None) -> Tensor:

@@ -26,7 +26,21 @@ from torch import Tensor, nn
 from .constants import LOG_2PI
 from .core import as_event_shape, check_input
 
-__all__ = ["StandardNormal", "DiagonalGaussian"]
+__all__ = ["StandardNormal", "DiagonalGaussian", "check_temperature"]
+
+
+def check_temperature(temperature: float) -> float:
+    """Return ``temperature`` as a float if it is a positive finite number; raise a clear error otherwise.
+
+    Sampling at temperature :math:`T` scales the base distribution's standard
+    deviation by :math:`T` (Glow's "temperature"): :math:`T < 1` trades
+    diversity for typical-looking samples.
+    """
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        raise TypeError(f"temperature must be a positive number, got {type(temperature).__name__}")
+    if not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be positive and finite, got {temperature}")
+    return float(temperature)
 
 
 class StandardNormal(nn.Module):
@@ -60,13 +74,16 @@ class StandardNormal(nn.Module):
         check_input(self, z, self.event_shape)
         return -0.5 * z.pow(2).flatten(1).sum(1) - 0.5 * self.dim * LOG_2PI
 
-    def rsample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+    def rsample(self, sample_shape: tuple[int, ...] = (), temperature: float = 1.0) -> Tensor:
+        r"""Draw from :math:`\mathcal{N}(0, T^2 I)` (the standard normal at temperature :math:`T = 1`)."""
         shape = torch.Size(sample_shape) + self.event_shape
-        return torch.randn(shape, device=self._anchor.device, dtype=self._anchor.dtype)
+        eps = torch.randn(shape, device=self._anchor.device, dtype=self._anchor.dtype)
+        temperature = check_temperature(temperature)
+        return eps if temperature == 1.0 else eps * temperature
 
     @torch.no_grad()
-    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
-        return self.rsample(sample_shape)
+    def sample(self, sample_shape: tuple[int, ...] = (), temperature: float = 1.0) -> Tensor:
+        return self.rsample(sample_shape, temperature)
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"
@@ -124,14 +141,18 @@ class DiagonalGaussian(nn.Module):
         u = (z - self.loc) * torch.exp(-self.log_scale)
         return (-0.5 * u.pow(2) - self.log_scale).flatten(1).sum(1) - 0.5 * math.prod(self.event_shape) * LOG_2PI
 
-    def rsample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
+    def rsample(self, sample_shape: tuple[int, ...] = (), temperature: float = 1.0) -> Tensor:
+        r"""Draw from :math:`\mathcal{N}(\mu, T^2 \operatorname{diag}\sigma^2)`; :math:`T = 1` is the distribution itself."""
         shape = torch.Size(sample_shape) + self.event_shape
         eps = torch.randn(shape, device=self.loc.device, dtype=self.loc.dtype)
+        temperature = check_temperature(temperature)
+        if temperature != 1.0:
+            eps = eps * temperature
         return self.loc + self.scale * eps
 
     @torch.no_grad()
-    def sample(self, sample_shape: tuple[int, ...] = ()) -> Tensor:
-        return self.rsample(sample_shape)
+    def sample(self, sample_shape: tuple[int, ...] = (), temperature: float = 1.0) -> Tensor:
+        return self.rsample(sample_shape, temperature)
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}"

@@ -32,6 +32,11 @@ Which check catches which bug:
 :func:`self_check` runs both on a student's layer and prints a verdict instead
 of raising, for the self-check cells that follow the book's exercises.
 
+:func:`check_autoregressive` checks a third promise, that of autoregressive
+layers and of the masked networks inside them (MADE): output :math:`i` depends
+only on the inputs that come before :math:`i` in an order, so the Jacobian is
+triangular. :func:`self_check_autoregressive` is its verdict-printing variant.
+
 Example:
     >>> import torch
     >>> from flowlib.bijections import Linear
@@ -45,7 +50,9 @@ from __future__ import annotations
 
 import copy
 import math
+import textwrap
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -61,6 +68,8 @@ __all__ = [
     "self_check",
     "self_check_function",
     "SelfCheckResult",
+    "check_autoregressive",
+    "self_check_autoregressive",
 ]
 
 
@@ -86,7 +95,8 @@ class SelfCheckResult:
 
 
 def _verdict(passed: bool, message: str) -> SelfCheckResult:
-    print(message)
+    """Print the verdict wrapped to a notebook's width, and return it."""
+    print(textwrap.fill(message, width=88, subsequent_indent="    ", break_on_hyphens=False))
     return SelfCheckResult(passed, message)
 
 
@@ -467,4 +477,226 @@ f"Self-check of {label}: FAILED. Calling it raised {type(error).__name__}: {erro
     return _verdict(
 True,
 f"Self-check of {label}: passed on {error.numel()} points (largest error {float(error.max()):.1e}).",
+    )
+
+
+
+def _dependencies(model: Callable[..., Tensor], x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    """``(largest, sample)``: per (output coordinate i, input j), the largest |d out_i / d x_j| over the batch, and where.
+
+    ``model`` maps ``(1, D)`` (and a context row) to ``(1, D)``, ``(1, D, k)`` or
+    a pair ``(z, logabsdet)``; the ``k`` outputs of a coordinate count together.
+    """
+    features = x.shape[1]
+    largest = x.new_zeros(features, features)
+    sample = torch.zeros(features, features, dtype=torch.long)
+    for b in range(x.shape[0]):
+        row = None if context is None else context[b : b + 1]
+
+        def single(point: Tensor, row: Tensor | None = row) -> Tensor:
+            out = model(point.unsqueeze(0)) if row is None else model(point.unsqueeze(0), row)
+            if isinstance(out, tuple):  # a bijection: (z, logabsdet)
+                out = out[0]
+            if not isinstance(out, Tensor) or out.dim() not in (2, 3) or tuple(out.shape[:2]) != (1, features):
+                shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+                _fail(
+                    f"check_autoregressive: expected an output of shape (batch, {features}) or "
+                    f"(batch, {features}, k) for an input of shape (batch, {features}), got {shape}"
+                )
+            return out[0].reshape(features, -1)
+
+        jacobian = torch.autograd.functional.jacobian(single, x[b].detach())  # (D, k, D)
+        magnitude = jacobian.abs().amax(dim=1)
+        bigger = magnitude > largest
+        largest = torch.where(bigger, magnitude, largest)
+        sample[bigger] = b
+    return largest, sample
+
+
+def _autoregressive_dependencies(
+    bijection: Any, x: Tensor, order: Sequence[int] | Tensor | None, context: Tensor | None, atol: float,
+    strict: bool | None,
+) -> tuple[Tensor, Tensor, bool]:
+    """:func:`check_autoregressive`'s work; returns ``(dependence magnitudes (D, D), order, strict)``."""
+    from .nets.made import autoregressive_order
+
+    if not isinstance(x, Tensor) or x.dim() != 2:
+        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+        raise ValueError(f"check_autoregressive: x must be a tensor of shape (batch, D), got {shape}")
+    features = x.shape[1]
+    order_t = autoregressive_order(features, "natural" if order is None else torch.as_tensor(order).cpu())
+    name = getattr(bijection, "__name__", None) or type(bijection).__name__
+    strict = (not isinstance(bijection, Bijection)) if strict is None else bool(strict)
+    model = _in_float64(bijection) if isinstance(bijection, torch.nn.Module) else bijection
+    if context is not None and context.is_floating_point():
+        context = context.double()
+    magnitude, where = _dependencies(model, x.detach().double(), context)
+    position = torch.empty(features, dtype=torch.long)
+    position[order_t] = torch.arange(features)
+    later = position[None, :] >= position[:, None] if strict else position[None, :] > position[:, None]
+    offending = later & (magnitude > atol)
+    if bool(offending.any()):
+        pairs = sorted(
+            ((int(i), int(j)) for i, j in torch.nonzero(offending).tolist()),
+            key=lambda ij: (int(position[ij[0]]), int(position[ij[1]])),
+        )
+        i, j = pairs[0]
+        what = f"the outputs of coordinate {i} depend" if strict else f"z_{i} depends"
+        relation = "at or after" if strict else "after"
+        listed = ", ".join(str(pair) for pair in pairs[:6]) + (", ..." if len(pairs) > 6 else "")
+        _fail(
+            f"{name} is not autoregressive in the order {_order_text(order_t)}: the first offending pair is "
+            f"(i, j) = ({i}, {j}): {what} on x_{j}, which comes {relation} it in the order "
+            f"(largest |d/dx_{j}| = {magnitude[i, j].item():.3g}, at sample {int(where[i, j])}); "
+            f"{len(pairs)} offending pair(s) in all: {listed}"
+        )
+    return magnitude, order_t, strict
+
+
+def _order_text(order: Tensor) -> str:
+    values = order.tolist()
+    return str(values) if len(values) <= 16 else "[" + ", ".join(map(str, values[:8])) + ", ...]"
+
+
+def check_autoregressive(
+    bijection: Any,
+    x: Tensor,
+    order: Sequence[int] | Tensor | None = None,
+    *,
+    context: Tensor | None = None,
+    atol: float = 0.0,
+    strict: bool | None = None,
+) -> None:
+    r"""Assert that output :math:`i` depends only on inputs that come before :math:`i` in ``order``.
+
+    The Jacobian at every sample of ``x`` is built by brute force (autograd, in
+    float64, on a float64 copy of a module); an entry counts as a dependence
+    when its magnitude exceeds ``atol`` at any sample. With
+    :math:`\operatorname{pos}(i)` the position of coordinate :math:`i` in the order:
+
+    * a :class:`~flowlib.Bijection` (its ``forward``, data to noise) must have a
+      **triangular** Jacobian: :math:`\partial z_i/\partial x_j = 0` whenever
+      :math:`\operatorname{pos}(j) > \operatorname{pos}(i)`;
+    * any other network or function (a :class:`~flowlib.nets.MADE`, mapping
+      ``(batch, D)`` to ``(batch, D)`` or ``(batch, D, k)``) must be **strictly**
+      triangular: the outputs of coordinate :math:`i` may depend on :math:`x_j`
+      only if :math:`\operatorname{pos}(j) < \operatorname{pos}(i)`. (A MADE
+      whose :math:`\theta_i` reads :math:`x_i` still gives a triangular layer,
+      but one whose inverse and log-determinant are wrong.)
+
+    ``strict`` overrides that choice. One wrong entry in a MADE's masks makes
+    some output read an input that comes after it, and the check names the
+    first such pair in the order.
+
+    Args:
+        bijection: a flowlib ``Bijection`` on vectors, or a network / function.
+        x: test points, shape ``(batch, D)``; use several, since a dependence can
+            vanish at one point (a ReLU that is off there).
+        order: the order as a permutation (``order[p]`` is the coordinate at
+            position ``p``); by default ``0, 1, ..., D-1``. For flowlib's
+            autoregressive layers and MADEs pass their ``.order``.
+        context: passed to the bijection or network, one row per sample.
+        atol: magnitudes up to ``atol`` count as zero (default: only exact zeros).
+        strict: see above (default: ``False`` for a Bijection, ``True`` otherwise).
+
+    Raises:
+        AssertionError: naming the first offending pair ``(i, j)`` (output
+            coordinate, input coordinate) in the order, the size of the
+            dependence and the sample, and how many pairs offend in all.
+
+    Example:
+        >>> from flowlib.nets import MADE
+        >>> _ = torch.manual_seed(0)
+        >>> made = MADE(4, outputs_per_feature=2, hidden=(16,), order="reversed", zero_last=False)
+        >>> points = torch.randn(20, 4)
+        >>> check_autoregressive(made, points, order=made.order)     # passes silently
+        >>> with torch.no_grad():
+        ...     made.layers[0].mask[0, 0] = 1.0    # a unit of degree 1 now reads x_0, the last coordinate
+        >>> check_autoregressive(made, points, order=made.order)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        AssertionError: MADE is not autoregressive in the order [3, 2, 1, 0]: the first offending pair is (i, j) = (2, 0): ...
+    """
+    _autoregressive_dependencies(bijection, x, order, context, atol, strict)
+
+
+def self_check_autoregressive(
+    network: Any,
+    x: Tensor | None = None,
+    order: Sequence[int] | Tensor | None = None,
+    *,
+    context: Tensor | None = None,
+    batch: int = 4,
+    seed: int = 0,
+    strict: bool | None = None,
+) -> SelfCheckResult:
+    """Check that a network or layer you wrote is autoregressive and print a verdict; never raises.
+
+    Runs :func:`check_autoregressive` in float64 on a copy. ``order`` defaults
+    to the network's own ``.order`` if it has one, else the natural order. The
+    check also fails when no output depends on any earlier input: a network
+    whose last layer is zero passes the structural test trivially, so build it
+    with random weights. ``NotImplementedError`` reads as "not attempted yet".
+
+    Args:
+        network: your MADE or layer, or a function with no arguments that builds it.
+        x: test points ``(batch, D)``; by default ``batch`` standard-normal points,
+            with ``D`` from the network's ``features`` or ``event_shape``.
+        order, context, strict: as for :func:`check_autoregressive`.
+        batch, seed: size and seed of the default test points.
+
+    Returns:
+        a :class:`SelfCheckResult`, true if the check passed.
+
+    Example:
+        >>> from flowlib.nets import MADE
+        >>> result = self_check_autoregressive(MADE(5, hidden=(16,), zero_last=False))  # doctest: +ELLIPSIS
+        Self-check of MADE: passed. Autoregressive in the order [0, 1, 2, 3, 4]: ...
+    """
+    label = getattr(network, "__name__", None) or type(network).__name__
+    try:
+        model = network if isinstance(network, torch.nn.Module) else network()
+        label = type(model).__name__
+        if x is None:
+            features = getattr(model, "features", None)
+            if features is None and getattr(model, "event_shape", None) is not None:
+                features = torch.Size(model.event_shape).numel()
+            if features is None:
+                return _verdict(
+                    False,
+                    f"Self-check of {label}: FAILED. Pass test points x of shape (batch, D): the network has no "
+                    "'features' or 'event_shape' attribute to size them from.",
+                )
+            generator = torch.Generator().manual_seed(seed)
+            x = torch.randn(batch, int(features), generator=generator, dtype=torch.float64)
+        if order is None:
+            order = getattr(model, "order", None)
+        magnitude, order_t, strict_used = _autoregressive_dependencies(model, x, order, context, 0.0, strict)
+        allowed = magnitude > 0
+        if not strict_used:
+            allowed.fill_diagonal_(False)
+        used = int(allowed.sum())
+        if used == 0:
+            return _verdict(
+                False,
+                f"Self-check of {label}: FAILED. No output depends on any earlier input, so the check proves "
+                "nothing: is the last layer zero-initialized? Build it with random weights (e.g. zero_last=False).",
+            )
+    except NotImplementedError as error:
+        detail = f" ({error})" if str(error) else ""
+        return _verdict(
+            False,
+            f"Self-check of {label}: not attempted yet: a method still raises NotImplementedError{detail}. "
+            "Fill in the workspace cell above, run it, then run this cell again.",
+        )
+    except AssertionError as error:
+        return _verdict(False, f"Self-check of {label}: FAILED. {error}")
+    except Exception as error:  # the student's code may raise anything; report it instead of a traceback
+        return _verdict(False, f"Self-check of {label}: FAILED. Calling it raised {type(error).__name__}: {error}")
+    features = magnitude.shape[0]
+    return _verdict(
+        True,
+        f"Self-check of {label}: passed. Autoregressive in the order {_order_text(order_t)}: no output depends on "
+        f"an input at or after it, and {used} of the {features * (features - 1) // 2} allowed dependencies are "
+        f"used (float64 Jacobians at {x.shape[0]} points).",
     )

@@ -54,7 +54,13 @@ READ_CELLS_JS = """
     index,
     kind: cell.classList.contains('jp-CodeCell') ? 'code' : (cell.classList.contains('jp-MarkdownCell') ? 'markdown' : 'raw'),
     inputHidden: !!cell.querySelector('.jp-InputPlaceholder'),
-    text: (myst || rendered) ? (myst || rendered).textContent : '',
+    text: (() => {  // the visible text: KaTeX keeps the TeX source in hidden <annotation> elements, drop them
+      const source = myst || rendered;
+      if (!source) return '';
+      const copy = source.cloneNode(true);
+      copy.querySelectorAll('annotation, .katex-mathml').forEach(node => node.remove());
+      return copy.textContent;
+    })(),
     outputCode: output ? output.querySelectorAll('pre, code').length : 0,
   };
 })

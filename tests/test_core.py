@@ -239,3 +239,25 @@ def test_show_source_of_a_wrapped_constructor_names_its_own_file() -> None:
     listing = show_source(TriangularLinear.__init__)
     assert listing.location == "flowlib/bijections/linear.py" and listing.name == "TriangularLinear.__init__"
     assert listing.code.startswith("def __init__(") and "random_triangle" in listing.code
+
+
+def test_temperature_scales_the_base_standard_deviation() -> None:
+    from flowlib.bijections import ElementwiseAffine
+    from flowlib.distributions import DiagonalGaussian
+
+    flow = Flow(StandardNormal(2), Inverse(ElementwiseAffine(torch.tensor([1.0, 1.0]), torch.tensor([3.0, -1.0]))))
+    torch.manual_seed(0)
+    cold = flow.sample(20000, temperature=0.5)
+    assert torch.allclose(cold.mean(0), torch.tensor([3.0, -1.0]), atol=0.02)
+    assert torch.allclose(cold.std(0), torch.tensor([0.5, 0.5]), atol=0.01)
+    torch.manual_seed(1)
+    plain = flow.sample(10)
+    torch.manual_seed(1)
+    assert torch.equal(flow.sample(10, temperature=1.0), plain)
+    base = DiagonalGaussian(1, loc=2.0, scale=3.0)
+    torch.manual_seed(0)
+    draws = base.sample((20000,), temperature=0.1)
+    assert abs(draws.mean().item() - 2.0) < 0.01 and abs(draws.std().item() - 0.3) < 0.01
+    for bad, error in ((0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("hot", TypeError)):
+        with pytest.raises(error, match="temperature"):
+            flow.sample(3, temperature=bad)

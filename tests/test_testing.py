@@ -150,6 +150,11 @@ def test_which_check_catches_which_bug() -> None:
         check_inverse(wrong, torch.randn(3, 3, dtype=D64))
 
 
+def _printed(capsys: pytest.CaptureFixture[str]) -> str:
+    """What was printed, with the verdict's line wrapping undone."""
+    return " ".join(capsys.readouterr().out.split())
+
+
 class StubLayer(ElementwiseAffine):
     def _forward(self, x, context):
         raise NotImplementedError("write the forward pass")
@@ -158,24 +163,24 @@ class StubLayer(ElementwiseAffine):
 def test_self_check_verdicts(capsys: pytest.CaptureFixture[str]) -> None:
     good = ElementwiseAffine(torch.tensor([2.0, -0.5]), torch.tensor([1.0, 0.0]))
     assert self_check(good)
-    assert "passed" in capsys.readouterr().out
+    assert "passed" in _printed(capsys)
 
     assert not self_check(StubLayer(torch.tensor([2.0, 3.0])))
-    assert "not attempted yet" in capsys.readouterr().out
+    assert "not attempted yet" in _printed(capsys)
 
     assert not self_check(ForgottenSum(torch.tensor([2.0, 3.0, 0.5])))
-    out = capsys.readouterr().out
+    out = _printed(capsys)
     assert "FAILED" in out and ".sum(dim=1)" in out
 
     assert not self_check(MissingConstant(torch.tensor([2.0, 3.0])))
-    out = capsys.readouterr().out
+    out = _printed(capsys)
     assert "FAILED" in out and "log|det J| is wrong" in out
 
     def broken() -> Linear:
         raise ValueError("my constructor is wrong")
 
     assert not self_check(broken)
-    assert "ValueError: my constructor is wrong" in capsys.readouterr().out
+    assert "ValueError: my constructor is wrong" in _printed(capsys)
 
 
 def test_self_check_leaves_the_students_layer_in_float32() -> None:
@@ -198,21 +203,21 @@ def test_self_check_function_verdicts(capsys: pytest.CaptureFixture[str]) -> Non
         raise NotImplementedError
 
     assert self_check_function(right, normal.log_prob, points)
-    assert "passed on 13 points" in capsys.readouterr().out
+    assert "passed on 13 points" in _printed(capsys)
     assert not self_check_function(wrong, normal.log_prob, points)
-    out = capsys.readouterr().out
+    out = _printed(capsys)
     assert "FAILED at 13 of 13 points" in out and "At point 6 (input 0): got -0, expected -0.9189385176" in out
     assert not self_check_function(stub, normal.log_prob, points)
-    assert "not attempted yet" in capsys.readouterr().out
+    assert "not attempted yet" in _printed(capsys)
     assert not self_check_function(lambda x: x[:3], normal.log_prob, points)
-    assert "shape (13,)" in capsys.readouterr().out
+    assert "shape (13,)" in _printed(capsys)
 
 
 def test_self_check_of_a_flow_checks_its_bijection(capsys: pytest.CaptureFixture[str]) -> None:
     from flowlib import Flow, StandardNormal
 
     assert not self_check(Flow(StandardNormal(2), MissingConstant(torch.tensor([2.0, 3.0]))))
-    assert "log|det J| is wrong" in capsys.readouterr().out
+    assert "log|det J| is wrong" in _printed(capsys)
 
 
 def test_a_self_check_result_displays_nothing_more_in_a_notebook() -> None:

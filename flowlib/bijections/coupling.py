@@ -243,10 +243,10 @@ class AdditiveCoupling(_BuiltCoupling):
 
 
 class AffineCoupling(_BuiltCoupling):
-    r"""RealNVP's affine coupling :math:`z_B = x_B \odot e^{\tilde s(x_A)} + t(x_A)`.
+    r"""RealNVP's affine coupling :math:`z_B = x_B \odot e^{s(x_A)} + t(x_A)`.
 
-    :math:`\log|\det| = \sum_B \tilde s`, with the log-scale softly bounded to
-    :math:`(-B, B)` (see :class:`~flowlib.bijections.scalar.AffineTransform`):
+    :math:`\log|\det| = \sum_{i \in B} s_i`, with the log-scale softly bounded to
+    :math:`(-s_{\max}, s_{\max})` (see :class:`~flowlib.bijections.scalar.AffineTransform`):
     an unbounded :math:`e^{s}` overflows early in training and turns the loss
     into NaN. The default conditioner's last layer is zero, so the layer starts
     as the identity.
@@ -255,7 +255,7 @@ class AffineCoupling(_BuiltCoupling):
         mask: which coordinates are kept.
         conditioner: optional network (default MLP or ConvNet, zero last layer).
         hidden: hidden sizes of the default conditioner.
-        bound: the bound :math:`B` of the log-scale.
+        bound: the bound :math:`s_{\max}` of the log-scale.
         context_features: size of a context vector, for conditional flows.
 
     Example:
@@ -282,14 +282,14 @@ class SplineCoupling(_BuiltCoupling):
     r"""A neural-spline coupling: :math:`z_B` is a rational-quadratic spline of :math:`x_B` with knots from :math:`x_A`.
 
     See :class:`~flowlib.bijections.scalar.RationalQuadraticSpline`; outside
-    :math:`[-B, B]` the map is the identity.
+    :math:`[-R, R]` the map is the identity.
 
     Args:
         mask: which coordinates are kept.
         conditioner: optional network (default MLP or ConvNet, zero last layer).
         hidden: hidden sizes of the default conditioner.
         bins: number of spline bins.
-        bound: the spline acts on :math:`[-B, B]`.
+        bound: :math:`R`: the spline acts on :math:`[-R, R]`.
         context_features: size of a context vector, for conditional flows.
     """
 

@@ -475,7 +475,7 @@ class ElementwiseSpline(Bijection):
     Args:
         event_shape: shape of one sample.
         bins: number of bins.
-        bound: :math:`B`.
+        bound: :math:`R`: the spline acts on :math:`[-R, R]`.
         params: optional initial unnormalized parameters, shape
             ``(*event_shape, 3 * bins - 1)``.
     """

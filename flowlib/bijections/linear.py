@@ -215,44 +215,73 @@ class LULinear(Bijection):
     r"""A linear map parametrized by its LU decomposition, :math:`W = P L U` (as in Glow).
 
     :math:`P` is a fixed permutation, :math:`L` is lower triangular with ones on
-    its diagonal, :math:`U` is upper triangular with a positive diagonal
-    :math:`u_{ii} = \operatorname{softplus}(\tilde u_i) + \epsilon`. Then :math:`W` is
-    invertible for every value of the free parameters, and
+    its diagonal, :math:`U` is upper triangular with diagonal
+    :math:`u_{ii} = \sigma_i\,(\operatorname{softplus}(\tilde u_i) + \epsilon)`: a
+    fixed sign :math:`\sigma_i = \pm 1` (a buffer) times a magnitude that stays
+    positive for every value of the free parameter :math:`\tilde u_i`. Then
+    :math:`W` is invertible for every value of the free parameters, and
 
     .. math::
 
-        \log|\det W| = \sum_i \log u_{ii} \quad (O(D)), \qquad
+        \log|\det W| = \sum_i \log |u_{ii}| \quad (O(D)), \qquad
         x = U^{-1} L^{-1} P^{\top} (z - b) \quad \text{(two triangular solves, } O(D^2)).
 
     Args:
         features: :math:`D`.
-        generator: for the initialization: :math:`P, L, U` come from the LU
-            decomposition of a random orthogonal matrix, with the absolute value
-            of :math:`U`'s diagonal (as in Glow, whose sign vector we drop).
-        eps: the floor :math:`\epsilon` of :math:`U`'s diagonal.
+        generator: for the initialization.
+        eps: the floor :math:`\epsilon` of :math:`|u_{ii}|`.
+        bias: learn an offset :math:`b` (default) or not (:math:`b = 0`, as
+            in Glow's 1x1 convolution, where actnorm provides the offset).
+        initial: optional ``initial(features, generator) -> (D, D) float64``
+            matrix to start from exactly, signs of :math:`U`'s diagonal
+            included (Glow starts from a random rotation,
+            :func:`~flowlib.bijections.glow.random_rotation`). By default
+            :math:`P, L, U` come from the LU decomposition of a random
+            orthogonal matrix, with the absolute value of :math:`U`'s diagonal
+            (all signs :math:`+1`).
     """
 
-    def __init__(self, features: int, generator: torch.Generator | None = None, eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        features: int,
+        generator: torch.Generator | None = None,
+        eps: float = 1e-5,
+        bias: bool = True,
+        initial: Callable[[int, torch.Generator | None], Tensor] | None = None,
+    ) -> None:
         super().__init__()
         if features < 1:
             raise ValueError(f"LULinear: features must be >= 1, got {features}")
         self.event_shape = as_event_shape(features)
         self.eps = float(eps)
-        q = torch.linalg.qr(torch.randn(features, features, generator=generator, dtype=torch.float64)).Q
-        p, lower, upper = torch.linalg.lu(q)
-        diag = upper.diagonal().abs().clamp_min(10 * self.eps)
+        if initial is None:
+            start = torch.linalg.qr(torch.randn(features, features, generator=generator, dtype=torch.float64)).Q
+        else:
+            start = torch.as_tensor(initial(features, generator), dtype=torch.float64)
+            if start.shape != (features, features) or not bool(torch.isfinite(start).all()):
+                raise ValueError(f"LULinear: initial must return a finite {features}x{features} matrix")
+        p, lower, upper = torch.linalg.lu(start)
+        diag = upper.diagonal()
+        if initial is not None and bool((diag.abs() < 10 * self.eps).any()):
+            raise ValueError("LULinear: the initial matrix is (nearly) singular: U has a diagonal entry near 0")
+        sign = torch.sign(diag) if initial is not None else torch.ones_like(diag)
+        magnitude = diag.abs().clamp_min(10 * self.eps)
         dtype = torch.get_default_dtype()
         self.register_buffer("permutation", p.to(dtype))
+        self.register_buffer("sign", sign.to(dtype))
         self.lower_raw = nn.Parameter(torch.tril(lower, -1).to(dtype))
         self.upper_raw = nn.Parameter(torch.triu(upper, 1).to(dtype))
-        self.diag_raw = nn.Parameter(torch.log(torch.expm1(diag - self.eps)).to(dtype))
-        self.bias = nn.Parameter(torch.zeros(features, dtype=dtype))
+        self.diag_raw = nn.Parameter(torch.log(torch.expm1(magnitude - self.eps)).to(dtype))
+        if bias:
+            self.bias = nn.Parameter(torch.zeros(features, dtype=dtype))
+        else:
+            self.register_parameter("bias", None)
 
     def factors(self) -> tuple[Tensor, Tensor, Tensor]:
         """``(P, L, U)`` with :math:`W = P L U`."""
         eye = torch.eye(self.event_shape[0], dtype=self.lower_raw.dtype, device=self.lower_raw.device)
         lower = torch.tril(self.lower_raw, -1) + eye
-        upper = torch.triu(self.upper_raw, 1) + torch.diag(F.softplus(self.diag_raw) + self.eps)
+        upper = torch.triu(self.upper_raw, 1) + torch.diag(self.sign * (F.softplus(self.diag_raw) + self.eps))
         return self.permutation, lower, upper
 
     def weight(self) -> Tensor:
@@ -260,19 +289,28 @@ class LULinear(Bijection):
         p, lower, upper = self.factors()
         return p @ lower @ upper
 
+    def log_abs_det_weight(self) -> Tensor:
+        r""":math:`\log|\det W| = \sum_i \log|u_{ii}|`, a scalar, in :math:`O(D)`."""
+        return torch.log(F.softplus(self.diag_raw) + self.eps).sum()
+
+    def solve(self, y: Tensor) -> Tensor:
+        r""":math:`W^{-1} y` for each row ``y`` of a ``(n, D)`` tensor: a permutation and two triangular solves."""
+        p, lower, upper = self.factors()
+        y = p.T @ y.T
+        y = torch.linalg.solve_triangular(lower, y, upper=False, unitriangular=True)
+        return torch.linalg.solve_triangular(upper, y, upper=True).T
+
     def _logabsdet(self, batch: int) -> Tensor:
-        return torch.log(F.softplus(self.diag_raw) + self.eps).sum().expand(batch)
+        return self.log_abs_det_weight().expand(batch)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         with full_precision(x):
-            return x @ self.weight().T + self.bias, self._logabsdet(x.shape[0])
+            z = x @ self.weight().T
+            return (z if self.bias is None else z + self.bias), self._logabsdet(x.shape[0])
 
     def _inverse(self, z: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         with full_precision(z):
-            p, lower, upper = self.factors()
-            y = p.T @ (z - self.bias).T
-            y = torch.linalg.solve_triangular(lower, y, upper=False, unitriangular=True)
-            x = torch.linalg.solve_triangular(upper, y, upper=True).T
+            x = self.solve(z if self.bias is None else z - self.bias)
             return x, -self._logabsdet(z.shape[0])
 
 

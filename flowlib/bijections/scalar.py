@@ -78,22 +78,22 @@ class AdditiveTransform(ScalarTransform):
 
 
 class AffineTransform(ScalarTransform):
-    r"""RealNVP's affine coupling: :math:`h(x; t, s) = x \, e^{\tilde s} + t`, with a bounded log-scale.
+    r"""RealNVP's affine coupling: :math:`h(x; t, s) = x \, e^{s} + t`, with a bounded log-scale.
 
-    The raw log-scale :math:`s` from the network is squashed softly into
-    :math:`(-B, B)`,
+    The network's raw output :math:`\hat s` is squashed softly into
+    :math:`(-s_{\max}, s_{\max})` to give the log-scale
 
     .. math::
 
-        \tilde s = \frac{s}{1 + |s| / B},
+        s = \frac{\hat s}{1 + |\hat s| / s_{\max}},
 
-    so :math:`e^{\tilde s}` can neither overflow to ``inf`` nor underflow to 0
+    so the scale :math:`e^{s}` can neither overflow to ``inf`` nor underflow to 0
     (which would make the layer non-invertible and the loss NaN), while near
-    :math:`s = 0` the map is unchanged (:math:`\tilde s \approx s`). Parameters
-    are ``(shift, raw_log_scale)``; ``log|h'| = s~``.
+    :math:`\hat s = 0` the map is unchanged (:math:`s \approx \hat s`). Parameters
+    are ``(shift, raw_log_scale)``; ``log|h'| = s``.
 
     Args:
-        bound: :math:`B`, the largest |log-scale| (default 5: scales in
+        bound: :math:`s_{\max}`, the largest |log-scale| (default 5: scales in
             :math:`(e^{-5}, e^{5})`).
     """
 
@@ -146,7 +146,7 @@ class RationalQuadraticSpline(ScalarTransform):
 
     Args:
         bins: number of bins :math:`K`.
-        bound: :math:`B`; the spline acts on :math:`[-B, B]`.
+        bound: :math:`R`; the spline acts on :math:`[-R, R]` and is the identity outside.
         min_width, min_height, min_derivative: floors that keep the spline
             strictly monotone and well conditioned.
     """
