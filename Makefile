@@ -9,6 +9,9 @@ BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 LAB_STAMP = $(VENV)/.lab-installed
 PYTEST_ARGS ?= -n 2 --dist loadfile
+# two pytest workers on two cores: one thread each, or torch's threads fight over the cores
+# (the outputs are the same; the wall time is not)
+PYTEST_ENV ?= OMP_NUM_THREADS=1
 NBVAL   = --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg -p tests.nbval_timing
 # tests that look at the built book or at JupyterLab run after the build
 AFTER_BUILD = tests/test_rendered_book.py tests/test_lab.py
@@ -42,7 +45,7 @@ book: install
 # notebook; prime_cache.py hands the verified notebooks to the build, which then executes nothing.
 test: install install-lab
 	rm -f _build/nbval_times.json
-	$(BIN)/python -m pytest $(PYTEST_ARGS) -rs $(NBVAL) --doctest-modules tests flowlib book \
+	$(PYTEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) -rs $(NBVAL) --doctest-modules tests flowlib book \
 		$(addprefix --ignore=,$(AFTER_BUILD))
 	$(BIN)/python scripts/prime_cache.py
 	$(JB_BUILD)
@@ -50,7 +53,7 @@ test: install install-lab
 
 # only the pytest part (unit, property, docstring and notebook tests), without the book build
 pytest: install
-	$(BIN)/python -m pytest $(PYTEST_ARGS) -rs $(NBVAL) --doctest-modules tests flowlib book \
+	$(PYTEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) -rs $(NBVAL) --doctest-modules tests flowlib book \
 		$(addprefix --ignore=,$(AFTER_BUILD))
 
 # re-execute the chapters from their text sources (book/src/*.md) and write the .ipynb files

@@ -408,11 +408,15 @@ class Compose(Bijection):
                 )
         self.layers = nn.ModuleList(layers)
         self.event_shape = layers[0].event_shape
-        self.logdet_is_exact = all(layer.logdet_is_exact for layer in layers)
 
     @property
     def output_event_shape(self) -> torch.Size:
         return self.layers[-1].output_event_shape
+
+    @property
+    def logdet_is_exact(self) -> bool:  # type: ignore[override]
+        """Exact only if every layer's log-determinant is (read live: a layer may switch its mode)."""
+        return all(layer.logdet_is_exact for layer in self.layers)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         total = None
@@ -463,11 +467,15 @@ class Inverse(Bijection):
             raise TypeError(f"Inverse expects a flowlib Bijection, got {type(bijection).__name__}")
         self.bijection = bijection
         self.event_shape = bijection.output_event_shape
-        self.logdet_is_exact = bijection.logdet_is_exact
 
     @property
     def output_event_shape(self) -> torch.Size:
         return self.bijection.event_shape
+
+    @property
+    def logdet_is_exact(self) -> bool:  # type: ignore[override]
+        """That of the wrapped bijection."""
+        return self.bijection.logdet_is_exact
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         return self.bijection._inverse(x, context)

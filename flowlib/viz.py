@@ -645,3 +645,75 @@ def plot_block_diagram(
     ax.set_ylim(centres[:, 1].min() - height, centres[:, 1].max() + height)
     ax.set_axis_off()
     return patches
+
+
+__all__ += ["plot_made"]
+
+
+def plot_made(ax, made, title: str | None = None, fontsize: float = 9.0, cmap: str = "viridis") -> dict[str, int]:
+    r"""Draw a MADE as its connectivity graph: the inputs at the bottom, each hidden layer, the outputs on top.
+
+    Every node shows its degree :math:`m` (inputs: their position in the order;
+    outputs: the degree of their coordinate, whose parameters :math:`\theta_i`
+    they hold) and is coloured by it; a line joins two nodes when the mask keeps
+    the weight between them. The ``k`` outputs of a coordinate are drawn as
+    one node. Works on any object with ``degrees()``, ``layers[l].mask``,
+    ``features`` and ``outputs_per_feature``, such as :class:`flowlib.nets.MADE`.
+
+    Returns:
+        ``{"edges": kept connections drawn, "possible": connections of a dense network}``.
+
+    Example:
+        >>> import matplotlib
+        >>> matplotlib.use("Agg")
+        >>> import matplotlib.pyplot as plt
+        >>> from flowlib.nets import MADE
+        >>> fig, ax = plt.subplots()
+        >>> plot_made(ax, MADE(3, outputs_per_feature=1, hidden=(4,)))
+        {'edges': 12, 'possible': 24}
+    """
+    from matplotlib import colormaps
+
+    features, k = made.features, made.outputs_per_feature
+    degrees = [d.detach().cpu() for d in made.degrees()] + [made.degrees()[0].detach().cpu()]
+    masks = [layer.mask.detach().cpu() > 0 for layer in made.layers]
+    masks[-1] = masks[-1].view(k, features, -1).any(dim=0)  # one node per coordinate
+    widest = max(len(d) for d in degrees)
+    colour = colormaps[cmap]
+    positions = []
+    for level, values in enumerate(degrees):
+        n = len(values)
+        xs = np.arange(n) - (n - 1) / 2 if n > 1 else np.zeros(1)
+        positions.append(np.stack([xs * (widest / max(n, 1)) ** 0.35, np.full(n, float(level))], axis=1))
+    edges = 0
+    possible = 0
+    for level, mask in enumerate(masks):
+        lower, upper = positions[level], positions[level + 1]
+        possible += mask.numel()
+        for i, j in torch.nonzero(mask).tolist():
+            ax.plot([lower[j, 0], upper[i, 0]], [lower[j, 1], upper[i, 1]], color="0.55", lw=0.7, zorder=1)
+            edges += 1
+    top = len(degrees) - 1
+    for level, (values, xy) in enumerate(zip(degrees, positions)):
+        for (x, y), degree in zip(xy, values.tolist()):
+            face = colour(degree / max(features, 1))
+            ax.scatter([x], [y], s=260, color=face, edgecolors="0.2", linewidths=0.8, zorder=2)
+            light = 0.299 * face[0] + 0.587 * face[1] + 0.114 * face[2] > 0.5
+            ax.text(x, y, str(degree), ha="center", va="center", fontsize=fontsize - 1,
+                    color="black" if light else "white", zorder=3)
+        if level == 0:
+            for i, (x, y) in enumerate(xy):
+                ax.text(x, y - 0.32, f"$x_{{{i}}}$", ha="center", va="top", fontsize=fontsize)
+        elif level == top:
+            for i, (x, y) in enumerate(xy):
+                ax.text(x, y + 0.32, rf"$\theta_{{{i}}}$", ha="center", va="bottom", fontsize=fontsize)
+    names = ["inputs"] + [f"hidden {level}" for level in range(1, top)] + ["outputs"]
+    left = min(xy[:, 0].min() for xy in positions) - 0.9
+    for level, name in enumerate(names):
+        ax.text(left, level, name, ha="right", va="center", fontsize=fontsize, color="0.3")
+    ax.set_xlim(left - 1.6, max(xy[:, 0].max() for xy in positions) + 0.6)
+    ax.set_ylim(-0.8, top + 0.8)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return {"edges": edges, "possible": possible}

@@ -43,7 +43,11 @@ from flowlib.bijections import (
     checkerboard_mask,
     half_mask,
 )
-from flowlib.bijections.scalar import AffineTransform
+from flowlib.bijections.glow import ActNorm, GlowStep, InvertibleConv1x1, LUInvertibleConv1x1
+from flowlib.bijections.planar import Planar, Radial
+from flowlib.bijections.residual import InvertibleResidual, LowRankResidual
+from flowlib.bijections.autoregressive import InverseAutoregressive, MaskedAutoregressive
+from flowlib.bijections.scalar import AffineTransform, RationalQuadraticSpline
 from flowlib.core import Bijection
 from flowlib.nets import MLP
 
@@ -272,6 +276,133 @@ def _factor_out(g, dtype):
         ElementwiseAffine(random_scale(g, 2, 1, 1, dtype=dtype), event_shape=(2, 2, 2)),
     )
     return Example(FactorOut(head, 2, tail), randn(g, 3, 1, 4, 4, dtype=dtype))
+
+
+def trained_actnorm(layer: ActNorm, g: torch.Generator) -> ActNorm:
+    """An actnorm as training leaves it: initialized, with random per-channel offsets and log-scales."""
+    with torch.no_grad():
+        layer.loc.copy_(torch.randn(layer.loc.shape, generator=g) * 2.0)
+        layer.log_scale.copy_(torch.randn(layer.log_scale.shape, generator=g) * 0.8)
+        layer.initialized.fill_(True)
+    return layer
+
+
+@register(ActNorm, "ActNorm/vector-trained")
+def _actnorm_vector(g, dtype):
+    return Example(trained_actnorm(ActNorm(4), g), randn(g, 5, 4, dtype=dtype))
+
+
+@register(ActNorm, "ActNorm/image-trained")
+def _actnorm_image(g, dtype):
+    return Example(trained_actnorm(ActNorm((3, 2, 2)), g), randn(g, 4, 3, 2, 2, dtype=dtype))
+
+
+@register(InvertibleConv1x1)
+def _conv1x1(g, dtype):
+    layer = InvertibleConv1x1((3, 2, 2), generator=g)
+    with torch.no_grad():  # away from the initial rotation: log|det W| far from 0
+        layer.weight.copy_(random_matrix(g, 3, layer.weight.dtype))
+    return Example(layer, randn(g, 4, 3, 2, 2, dtype=dtype))
+
+
+@register(LUInvertibleConv1x1)
+def _lu_conv1x1(g, dtype):
+    layer = LUInvertibleConv1x1((4, 2, 3), generator=g)
+    randomize(layer, g, std=0.7)  # L, U off-diagonals and U's diagonal magnitudes random; U's signs stay
+    return Example(layer, randn(g, 3, 4, 2, 3, dtype=dtype))
+
+
+@register(GlowStep)
+def _glow_step(g, dtype):
+    step = GlowStep((4, 2, 2), hidden_channels=6, generator=g)
+    randomize(step, g, std=0.4)
+    trained_actnorm(step[0], g)
+    return Example(step, randn(g, 3, 4, 2, 2, dtype=dtype))
+
+
+def contractive(layer, g: torch.Generator, std: float = 1.0):
+    """A residual block with random weights large enough that every layer sits at its bound kappa."""
+    randomize(layer, g, std=std)
+    layer.update_spectral_norm(300)  # converge the power iteration for the new weights
+    return layer
+
+
+# Residual blocks estimate their log-det in the "series" and "roulette" modes; the registry checks the
+# exact mode (tests/test_residual.py checks the estimators statistically against it).
+@register(InvertibleResidual, "InvertibleResidual/exact-lipswish")
+def _iresnet_lipswish(g, dtype):
+    layer = InvertibleResidual(3, hidden=(8, 8), kappa=0.9, activation="lipswish", logdet="exact", generator=g)
+    return Example(contractive(layer, g), 2 * randn(g, 5, 3, dtype=dtype))
+
+
+@register(InvertibleResidual, "InvertibleResidual/exact-elu")
+def _iresnet_elu(g, dtype):
+    layer = InvertibleResidual(4, hidden=(6,), kappa=0.97, activation="elu", logdet="exact", generator=g)
+    return Example(contractive(layer, g), 2 * randn(g, 5, 4, dtype=dtype))
+
+
+@register(LowRankResidual)
+def _low_rank_residual(g, dtype):
+    layer = LowRankResidual(5, rank=2, kappa=0.95, activation="tanh", generator=g)
+    return Example(contractive(layer, g), randn(g, 5, 5, dtype=dtype))
+
+
+@register(Planar)
+def _planar(g, dtype):
+    layer = Planar(3, generator=g)
+    with torch.no_grad():  # a free u with w^T u = -3: the constraint must move it (w^T u_hat = m(-3) > -1)
+        layer.w.copy_(randn(g, 3, dtype=layer.w.dtype) * 1.5)
+        layer.u.copy_(-3.0 * layer.w / (layer.w @ layer.w) + 0.5 * randn(g, 3, dtype=layer.w.dtype))
+        layer.u.sub_((layer.w @ layer.u + 3.0) * layer.w / (layer.w @ layer.w))
+        layer.b.fill_(0.3)
+    return Example(layer, randn(g, 6, 3, dtype=dtype))
+
+
+@register(Radial)
+def _radial(g, dtype):
+    layer = Radial(3, generator=g)
+    randomize(layer, g, std=1.0)
+    return Example(layer, 1.5 * randn(g, 6, 3, dtype=dtype))
+
+
+# Autoregressive layers (chapter 6): random MADE weights (the masks are buffers and stay), several orders,
+# both transformers, a context, a residual MADE; the sequential direction both incrementally and naively.
+
+
+@register(MaskedAutoregressive, "MaskedAutoregressive/affine-natural")
+def _maf_affine(g, dtype):
+    layer = randomize(MaskedAutoregressive(5, hidden=(16, 16)), g)
+    return Example(layer, randn(g, 6, 5, dtype=dtype))
+
+
+@register(MaskedAutoregressive, "MaskedAutoregressive/affine-reversed-context-naive")
+def _maf_context(g, dtype):
+    layer = MaskedAutoregressive(4, hidden=(12,), order="reversed", context_features=3, inverse_method="naive")
+    return Example(randomize(layer, g), randn(g, 5, 4, dtype=dtype), context=randn(g, 5, 3, dtype=dtype))
+
+
+@register(MaskedAutoregressive, "MaskedAutoregressive/spline-random-residual")
+def _maf_spline(g, dtype):
+    layer = MaskedAutoregressive(
+        4, RationalQuadraticSpline(bins=4, bound=2.5), hidden=(12, 12), order="random", residual=True, generator=g
+    )
+    x = 1.5 * randn(g, 6, 4, dtype=dtype)
+    x[0, 1] = 3.2  # beyond the bound: identity tail
+    return Example(randomize(layer, g, std=0.4), x)
+
+
+@register(InverseAutoregressive, "InverseAutoregressive/affine-random")
+def _iaf_affine(g, dtype):
+    layer = randomize(InverseAutoregressive(5, hidden=(16,), order="random", generator=g), g)
+    return Example(layer, randn(g, 6, 5, dtype=dtype))
+
+
+@register(InverseAutoregressive, "InverseAutoregressive/spline-context-naive")
+def _iaf_spline(g, dtype):
+    layer = InverseAutoregressive(
+        4, RationalQuadraticSpline(bins=3, bound=3.0), hidden=(10,), context_features=2, inverse_method="naive"
+    )
+    return Example(randomize(layer, g, std=0.4), 1.5 * randn(g, 5, 4, dtype=dtype), context=randn(g, 5, 2, dtype=dtype))
 
 
 def build(key: str, dtype: torch.dtype = torch.float64, seed: int = 0) -> Example:

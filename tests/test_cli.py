@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,9 @@ def test_train_writes_everything_and_the_model_reloads(tmp_path: Path) -> None:
     assert (out / "samples.png").read_bytes()[:4] == b"\x89PNG"
     flow = load_model(out / "model.pt")
     state = torch.load(out / "model.pt", weights_only=True)
-    assert state["config"] == {"model": "realnvp", "layers": 4, "hidden": 16, "data": "moons"}
+    assert state["config"] == {"model": "realnvp", "layers": 4, "hidden": 16, "data": "moons", "event_shape": [2],
+                               "levels": None, "seed": 0}
+    assert state["preprocessing"]["standardize"]["std"].shape == (2,)
     x = torch.randn(7, 2)
     assert torch.isfinite(flow.log_prob(x)).all()
     assert min(entry["val_loss"] for entry in history) == pytest.approx(metrics["best_val_nll"])
@@ -59,8 +62,25 @@ def test_help_documents_every_option() -> None:
     [
         (["train", "multiscale", "--data", "moons"], "does not fit data"),
         (["train", "realnvp", "--steps", "0"], "--steps must be a positive integer"),
+        # 3 points and a batch of 512 used to train 2000 steps on the same 3 points (test NLL 1.2e8), silently
+        (["train", "realnvp", "--n-train", "3"], r"the training split has 3 samples, fewer than one batch "
+                                                 r"\(--batch-size 512\).*--n-train 512 or more.*at most 3"),
     ],
 )
 def test_bad_arguments_get_a_clear_error(argv, message, capsys) -> None:
     assert main(argv) == 2
-    assert message in capsys.readouterr().err
+    assert re.search(message, capsys.readouterr().err)
+
+
+def test_maf_on_digits_trains_and_reloads(tmp_path: Path) -> None:
+    out = tmp_path / "maf"
+    code = main(["train", "maf", "--data", "digits", "--steps", "4", "--batch-size", "64", "--hidden", "16",
+                 "--eval-every", "2", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 < metrics["test_bits_per_dim"] < 10
+    flow = load_model(out / "model.pt")  # the fixed standardization comes back from the state dict
+    state = torch.load(out / "model.pt", weights_only=True)
+    assert torch.equal(flow.bijection[1].scale, state["model"]["bijection.layers.1.scale"])
+    samples = flow.sample(3)
+    assert samples.shape == (3, 1, 8, 8) and torch.isfinite(samples).all()

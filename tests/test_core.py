@@ -261,3 +261,21 @@ def test_temperature_scales_the_base_standard_deviation() -> None:
     for bad, error in ((0.0, ValueError), (-1.0, ValueError), (float("nan"), ValueError), ("hot", TypeError)):
         with pytest.raises(error, match="temperature"):
             flow.sample(3, temperature=bad)
+
+
+def test_a_composition_reads_its_layers_exactness_live() -> None:
+    from flowlib.bijections import ElementwiseAffine
+
+    class Switchable(ElementwiseAffine):
+        exact = True
+
+        @property
+        def logdet_is_exact(self) -> bool:  # type: ignore[override]
+            return self.exact
+
+    inner = Switchable(torch.tensor([2.0]))
+    stack = Compose(ElementwiseAffine(torch.tensor([3.0])), inner)
+    wrapped = Inverse(stack)
+    assert stack.logdet_is_exact and wrapped.logdet_is_exact
+    inner.exact = False
+    assert not stack.logdet_is_exact and not wrapped.logdet_is_exact

@@ -292,6 +292,7 @@ def test_bad_input_is_named() -> None:
     assert trainer.step == 0
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_bf16_autocast_keeps_log_dets_in_float32() -> None:
     flow = linear_flow()

@@ -5,8 +5,12 @@
 * :mod:`~flowlib.bijections.coupling`: NICE, RealNVP and spline couplings, masks
 * :mod:`~flowlib.bijections.multiscale`: squeeze, reshape, multi-scale factor-out
 * :mod:`~flowlib.bijections.scalar`: the scalar transforms used inside couplings
+* :mod:`~flowlib.bijections.autoregressive`: MAF and IAF layers (masked autoregressive)
+* :mod:`~flowlib.bijections.residual`: invertible and low-rank residual blocks, log-det estimators
+* :mod:`~flowlib.bijections.planar`: planar and radial flows
 """
 
+from .autoregressive import InverseAutoregressive, MaskedAutoregressive
 from .coupling import (
     AdditiveCoupling,
     AffineCoupling,
@@ -26,10 +30,20 @@ from .elementwise import (
     Scaling,
     Sigmoid,
 )
+from .glow import ActNorm, GlowStep, InvertibleConv1x1, LUInvertibleConv1x1, random_rotation
 from .linear import Linear, LULinear, Permutation, TriangularLinear
 from .multiscale import FactorOut, Reshape, Squeeze
+from .planar import Planar, Radial
+from .residual import InvertibleResidual, LowRankResidual, logdet_mode
 
 __all__ = [
+    "MaskedAutoregressive",
+    "InverseAutoregressive",
+    "ActNorm",
+    "GlowStep",
+    "InvertibleConv1x1",
+    "LUInvertibleConv1x1",
+    "random_rotation",
     "ElementwiseAffine",
     "Scaling",
     "Sigmoid",
@@ -52,4 +66,9 @@ __all__ = [
     "Squeeze",
     "Reshape",
     "FactorOut",
+    "InvertibleResidual",
+    "LowRankResidual",
+    "logdet_mode",
+    "Planar",
+    "Radial",
 ]

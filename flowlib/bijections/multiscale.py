@@ -115,13 +115,17 @@ class FactorOut(Bijection):
             raise ValueError(f"FactorOut: the tail must take events of shape {tuple(rest)}, got {tuple(tail.event_shape)}")
         self.head, self.tail, self.split = head, tail, int(split)
         self.event_shape = head.event_shape
-        self.logdet_is_exact = head.logdet_is_exact and tail.logdet_is_exact
         self._factored_shape = torch.Size((split, shape[1], shape[2]))
         self._num_factored = math.prod(self._factored_shape)
 
     @property
     def output_event_shape(self) -> torch.Size:
         return torch.Size((math.prod(self.event_shape),))
+
+    @property
+    def logdet_is_exact(self) -> bool:  # type: ignore[override]
+        """Exact only if both the head's and the tail's log-determinants are."""
+        return self.head.logdet_is_exact and self.tail.logdet_is_exact
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         h, ladj_head = self.head._forward(x, context)

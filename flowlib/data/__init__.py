@@ -12,6 +12,10 @@ Everything is generated or ships with scikit-learn: nothing is downloaded.
   :func:`dequantize` and :func:`bits_per_dim`.
 * :mod:`~flowlib.data.standardize`: :class:`Standardizer`, the per-feature
   standardization used for both, with its log-determinant.
+* :mod:`~flowlib.data.files`: your own data: :func:`read_array` (``.npy``,
+  ``.npz``, ``.csv``, a folder of PNG images), :func:`vectors_from_array`,
+  :func:`images_from_array` (checked, with errors that say what to change)
+  and :func:`split_indices` (seeded train / validation / test rows).
 
 **From a density on preprocessed data to bits/dim.** Integer pixels are
 dequantized to :math:`v = (x + u)/17 \in [0, 1)^D` (:func:`dequantize`), then
@@ -32,6 +36,7 @@ Example:
     4.0875
 """
 
+from .files import DATA_SUFFIXES, images_from_array, read_array, split_indices, vectors_from_array
 from .images import DIGITS_SPLIT_SIZES, bits_per_dim, dequantize, digits
 from .standardize import Standardizer
 from .toy import (
@@ -73,4 +78,9 @@ __all__ = [
     "digits",
     "dequantize",
     "bits_per_dim",
+    "DATA_SUFFIXES",
+    "read_array",
+    "vectors_from_array",
+    "images_from_array",
+    "split_indices",
 ]

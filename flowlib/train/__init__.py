@@ -17,7 +17,9 @@ the rest. One module per job:
 * :mod:`~flowlib.train.schedule`: :class:`BatchSchedule`, the seeded batch order;
 * :mod:`~flowlib.train.early_stopping`: :class:`EarlyStopping`, best loss and weights;
 * :mod:`~flowlib.train.progress`: the mean loss between history entries, the progress bar;
-* :mod:`~flowlib.train.checkpoint`: checkpoint files (``weights_only=True``).
+* :mod:`~flowlib.train.checkpoint`: checkpoint files (``weights_only=True``), written atomically;
+* :mod:`~flowlib.train.resume`: :class:`~flowlib.train.resume.FitProgress`, what a killed fit
+  needs to continue exactly (``Trainer(checkpoint_every=N)``, ``fit(..., resume=True)``).
 
 Example:
     >>> import torch

@@ -46,14 +46,15 @@ class ProgressBar:
     Args:
         total: the number of steps.
         show: draw the bar; with ``False`` every method does nothing.
+        initial: steps already done (a resumed fit).
     """
 
-    def __init__(self, total: int, show: bool) -> None:
+    def __init__(self, total: int, show: bool, initial: int = 0) -> None:
         self._bar = None
         if show:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=total, desc="training", unit="step", dynamic_ncols=True)
+            self._bar = tqdm(total=total, initial=initial, desc="training", unit="step", dynamic_ncols=True)
 
     def step(self) -> None:
         """One more step done."""

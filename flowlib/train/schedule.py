@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -80,6 +81,7 @@ class BatchSchedule:
         return {
             "generator": self.generator.get_state(),
             "transform_generator": None if self._transform_generator is None else self._transform_generator.get_state(),
+            "transform_device": None if self._transform_generator is None else self._transform_generator.device.type,
             "num_samples": self.num_samples,
             "batch_size": self.batch_size,
             "order": self.order,
@@ -87,10 +89,28 @@ class BatchSchedule:
         }
 
     def load_state_dict(self, state: dict[str, Any], device: torch.device | None = None) -> None:
-        """Restore what :meth:`state_dict` returned; the transform's generator is recreated on ``device``."""
+        """Restore what :meth:`state_dict` returned; the transform's generator is recreated on ``device``.
+
+        A generator's state only fits a generator of the same kind: if the
+        transform's generator was saved on another type of device (a CUDA run
+        continued on the CPU), it starts again from ``seed + 1`` with a warning,
+        and the transform's noise no longer matches that of an uninterrupted run.
+        """
+        device = torch.device(device if device is not None else "cpu")
         self.generator.set_state(state["generator"].cpu())
+        self._transform_generator = None
         if state.get("transform_generator") is not None:
-            self.transform_generator(device or torch.device("cpu")).set_state(state["transform_generator"].cpu())
+            saved_on = state.get("transform_device") or "cpu"
+            generator = self.transform_generator(device)
+            if saved_on == device.type:
+                generator.set_state(state["transform_generator"].cpu())
+            else:
+                warnings.warn(
+                    f"BatchSchedule: the transform's generator was saved on {saved_on!r} and cannot continue on "
+                    f"{device.type!r}; it starts again from seed + 1, so the batch noise differs from an "
+                    "uninterrupted run",
+                    stacklevel=2,
+                )
         self.num_samples, self.batch_size = int(state["num_samples"]), int(state["batch_size"])
         self.order = None if state["order"] is None else state["order"].cpu()
         self.position = int(state["position"])

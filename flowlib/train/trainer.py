@@ -5,8 +5,10 @@ plan the run (:meth:`Trainer._plan_fit`), then for each step take the next
 batch (:meth:`Trainer._next_batch`), take one optimizer step on it
 (:meth:`Trainer._train_step`), and every ``eval_every`` steps record a history
 entry (:meth:`Trainer._record`) and ask early stopping whether to go on
-(:meth:`Trainer._should_stop`); at the end write ``last.pt`` and restore the
-best weights (:meth:`Trainer._finish_fit`).
+(:meth:`Trainer._should_stop`), and every ``checkpoint_every`` steps write
+``last.pt``; at the end write ``last.pt`` and restore the best weights
+(:meth:`Trainer._finish_fit`). A fit killed on the way continues from its last
+checkpoint with :meth:`Trainer.load_checkpoint` and ``fit(..., resume=True)``.
 """
 
 from __future__ import annotations
@@ -26,11 +28,12 @@ from torch import Tensor, nn
 
 from ..checks import check_float, check_int
 from ..core import check_context, check_tensor
-from .checkpoint import read_checkpoint, write_checkpoint
+from .checkpoint import read_checkpoint, remove_stale_temporaries, write_checkpoint
 from .devices import autocast, float64_device, resolve_device, resolve_mixed_precision
 from .distributed import check_same_data_on_all_ranks, process_info, setup_process, shard, wrap_model
 from .early_stopping import EarlyStopping
-from .progress import LossWindow, ProgressBar
+from .progress import ProgressBar
+from .resume import FitProgress
 from .schedule import BatchSchedule
 
 __all__ = ["Trainer", "BatchTransform"]
@@ -117,6 +120,20 @@ class Trainer:
     forward pass on the first global batch runs on every rank, so layers
     with data-dependent initialization (actnorm) start identical everywhere.
 
+    **Surviving a killed run.** With ``checkpoint_dir`` and ``checkpoint_every``
+    the Trainer writes ``last.pt`` every ``checkpoint_every`` steps (atomically:
+    a run killed while saving keeps the previous file). The checkpoint holds,
+    besides the weights and Adam's state, everything that decides what comes
+    next: the step, the history, the mean-loss window's partial sums, the batch
+    schedule (generator states, current permutation and position, the
+    transform's generator), early stopping (best loss and step, evaluations
+    without improvement, best weights) and torch's global CPU random state. A
+    new process builds the same model and Trainer, calls
+    :meth:`load_checkpoint` and then :meth:`fit` with the same arguments and
+    ``resume=True``: it does the remaining steps of the interrupted fit and
+    ends with the weights and history of a run that was never interrupted, bit
+    for bit on the CPU (apart from the wall-clock ``elapsed``).
+
     Args:
         flow: the model: a :class:`flowlib.Flow` or any ``nn.Module`` with
             ``log_prob(x, context=None) -> Tensor (batch,)``. It is moved to
@@ -135,11 +152,18 @@ class Trainer:
         seed: seeds the batch order (and the generator given to ``train_transform``).
         progress: show a ``tqdm`` progress bar (``tqdm.auto``, imported only then).
         checkpoint_dir: if given, :meth:`fit` writes ``best.pt`` there whenever
-            the validation loss improves, and ``last.pt`` when it ends (before
-            the best weights are restored).
+            the validation loss improves (unless ``save_best=False``), and
+            ``last.pt`` when it ends (before the best weights are restored).
         eval_batch_size: batch size for :meth:`evaluate` (no gradients).
         ddp_kwargs: extra keyword arguments for ``DistributedDataParallel``
             (e.g. ``find_unused_parameters=True``).
+        checkpoint_every: also write ``last.pt`` every this many steps (needs
+            ``checkpoint_dir``); a killed fit continues from it (``resume=True``).
+        save_best: write ``best.pt`` at each improvement (with ``checkpoint_dir``).
+        metadata: a dict of plain values (strings, numbers, lists, dicts,
+            tensors) stored in every checkpoint under ``"metadata"``, e.g. the
+            configuration of the run, so that a program can check a checkpoint
+            before resuming from it.
 
     Example:
         >>> import torch
@@ -150,6 +174,35 @@ class Trainer:
         >>> trainer = trainer.fit(x, steps=300)
         >>> round(trainer.evaluate(x), 1)   # the Gaussian optimum: 0.5 log(2 pi e 0.25) = 0.73
         0.7
+
+        Continue a killed fit from its last checkpoint (here the "kill" is an
+        exception raised in step 71, before its optimizer step):
+
+        >>> import tempfile
+        >>> folder = tempfile.mkdtemp()
+        >>> def make_trainer():
+        ...     flow = Flow(StandardNormal(1), ElementwiseAffine(1.0))
+        ...     return Trainer(flow, lr=0.1, batch_size=128, eval_every=20, device="cpu",
+        ...                    checkpoint_dir=folder, checkpoint_every=25)
+        >>> class Killed(Exception): ...
+        >>> def kill_in_step_71(module, args, output):
+        ...     if module.training and trainer.step == 70:
+        ...         raise Killed
+        >>> trainer = make_trainer()
+        >>> hook = trainer.flow.bijection.register_forward_hook(kill_in_step_71)
+        >>> try:
+        ...     trainer.fit(x, x[:100], steps=120)
+        ... except Killed:
+        ...     print("killed after step", trainer.step)
+        killed after step 70
+        >>> resumed = make_trainer()
+        >>> resumed.load_checkpoint(f"{folder}/last.pt")   # written after step 50
+        >>> resumed.step
+        50
+        >>> resumed = resumed.fit(x, x[:100], steps=120, resume=True)
+        >>> uninterrupted = make_trainer().fit(x, x[:100], steps=120)
+        >>> [e["val_loss"] for e in resumed.history] == [e["val_loss"] for e in uninterrupted.history]
+        True
     """
 
     def __init__(
@@ -170,6 +223,9 @@ class Trainer:
         checkpoint_dir: str | os.PathLike[str] | None = None,
         eval_batch_size: int = 4096,
         ddp_kwargs: dict[str, Any] | None = None,
+        checkpoint_every: int | None = None,
+        save_best: bool = True,
+        metadata: dict[str, Any] | None = None,
     ) -> None:
         if not isinstance(flow, nn.Module) or not callable(getattr(flow, "log_prob", None)):
             raise TypeError(
@@ -186,6 +242,13 @@ class Trainer:
         self.restore_best = bool(restore_best)
         self.progress = bool(progress)
         self.checkpoint_dir = None if checkpoint_dir is None else Path(checkpoint_dir)
+        self.checkpoint_every = check_int("Trainer: checkpoint_every", checkpoint_every, minimum=1, allow_none=True)
+        if self.checkpoint_every is not None and self.checkpoint_dir is None:
+            raise ValueError("Trainer: checkpoint_every needs checkpoint_dir (the folder of last.pt)")
+        self.save_best = bool(save_best)
+        if metadata is not None and not isinstance(metadata, dict):
+            raise TypeError(f"Trainer: metadata must be a dict or None, got {type(metadata).__name__}")
+        self.metadata = metadata
 
         self.rank, self.world_size, local_rank = process_info()
         self.distributed = self.world_size > 1
@@ -210,6 +273,8 @@ class Trainer:
         self._schedule = BatchSchedule(self.seed)
         self._stopping = EarlyStopping(self.patience, keep_weights=self.restore_best)
         self._synced_init = not self.distributed
+        self._progress: FitProgress | None = None  # the current or last fit
+        self._loaded_fit: FitProgress | None = None  # a fit from load_checkpoint, for fit(resume=True)
 
     # ------------------------------------------------------------------ public API
 
@@ -238,6 +303,7 @@ class Trainer:
         steps: int | None = None,
         epochs: int | None = None,
         train_transform: BatchTransform | None = None,
+        resume: bool = False,
     ) -> Trainer:
         """Train for ``steps`` optimizer steps and/or ``epochs`` epochs (whichever ends first); return ``self``.
 
@@ -255,18 +321,30 @@ class Trainer:
                 ``lambda x, g: scaler.transform(dequantize(x, 17, generator=g))``.
                 The generator lives on the device and is seeded from ``seed``.
                 Validation data is not transformed (prepare it once, with fixed noise).
+            resume: continue the fit saved in the checkpoint that
+                :meth:`load_checkpoint` loaded (written during the fit by
+                ``checkpoint_every``, or at its end), instead of starting a new
+                one. Pass the same data and budget as the interrupted call:
+                ``steps``/``epochs`` are the budget of the whole fit, so only
+                the remaining steps are done (none if it had finished; the best
+                weights are then restored as at its end).
 
         Raises:
             FloatingPointError: if a loss or gradient norm becomes NaN or Inf.
+            ValueError: with ``resume=True``, if no fit was loaded or this call's
+                data size, batch size, budget, ``eval_every``, ``patience`` or
+                ``restore_best`` differ from the interrupted fit's.
         """
         plan = self._plan_fit(train, val, train_context, val_context, steps, epochs, train_transform)
-        self._schedule.start(plan.train.shape[0], plan.batch_size)
-        self._stopping = EarlyStopping(self.patience, keep_weights=self.restore_best)
-        losses = LossWindow()
+        progress = self._begin_fit(plan, resume)
+        losses = progress.window
+        first = self.step - progress.start_step + 1
+        last = plan.total_steps if not progress.finished else first - 1
         self.flow.train()
-        with self._timed_fit(), contextlib.closing(ProgressBar(plan.total_steps, self._shows_progress)) as bar:
-            for done in range(1, plan.total_steps + 1):
-                x, context = self._next_batch(plan, first=done == 1)
+        bar = ProgressBar(plan.total_steps, self._shows_progress, initial=first - 1)
+        with self._timed_fit(), contextlib.closing(bar):
+            for done in range(first, last + 1):
+                x, context = self._next_batch(plan, first=done == first)
                 losses.add(self._train_step(x, context))
                 self._count_step(plan.steps_per_epoch)
                 bar.step()
@@ -275,6 +353,9 @@ class Trainer:
                     bar.show(entry)
                     if self._should_stop(entry["val_loss"]):
                         break
+                if self.checkpoint_every is not None and self.step % self.checkpoint_every == 0 and done < last:
+                    self.save_checkpoint(self._checkpoint_path("last.pt"))
+        progress.finished = True
         self._finish_fit()
         return self
 
@@ -295,10 +376,16 @@ class Trainer:
 
         The file loads with ``torch.load(path, weights_only=True)``: it holds
         state dicts, numbers, strings, lists and dicts only (see
-        :mod:`flowlib.train.checkpoint`).
+        :mod:`flowlib.train.checkpoint`). It is written atomically, and during
+        or after a fit it holds what ``fit(..., resume=True)`` needs.
         """
         if not self.is_main_process:
             return
+        fit = None
+        if self._progress is not None:
+            fit = self._progress.state_dict()
+            fit["stopping"] = self._stopping.state_dict()
+            fit["rng"] = torch.get_rng_state()
         write_checkpoint(
             path,
             {
@@ -311,6 +398,9 @@ class Trainer:
                 "best_val_loss": self.best_val_loss,
                 "best_step": self.best_step,
                 "generator": self._schedule.generator.get_state(),
+                "schedule": self._schedule.state_dict(),
+                "fit": fit,
+                "metadata": self.metadata,
             },
         )
 
@@ -318,7 +408,11 @@ class Trainer:
         """Restore what :meth:`save_checkpoint` wrote (with ``weights_only=True``) into this Trainer.
 
         The model must have the same architecture. Tensors go to this Trainer's
-        device, so a checkpoint written on a GPU loads on a CPU.
+        device, so a checkpoint written on a GPU loads on a CPU. A checkpoint
+        written during or at the end of a fit can then be continued with
+        ``fit(..., resume=True)``; a plain :meth:`fit` starts a new fit from the
+        loaded state instead. (Checkpoints of earlier flowlib versions restore
+        the weights, optimizer, step, history, best loss and batch generator.)
         """
         state = read_checkpoint(path, self.device)
         self.flow.load_state_dict(state["model"])
@@ -327,8 +421,19 @@ class Trainer:
         self.epoch = float(state["epoch"])
         self._elapsed = float(state["elapsed"])
         self.history = [dict(entry) for entry in state["history"]]
-        self._stopping.best_loss, self._stopping.best_step = state["best_val_loss"], state["best_step"]
-        self._schedule.generator.set_state(state["generator"].cpu())
+        if state.get("schedule") is not None:
+            self._schedule.load_state_dict(state["schedule"], self.device)
+        else:
+            self._schedule.generator.set_state(state["generator"].cpu())
+        self._stopping = EarlyStopping(self.patience, keep_weights=self.restore_best)
+        self._loaded_fit = None
+        if state.get("fit") is not None:
+            self._loaded_fit = FitProgress.from_state_dict(state["fit"])
+            self._stopping.load_state_dict(self._loaded_fit.extra["stopping"])
+        else:
+            self._stopping.best_loss, self._stopping.best_step = state["best_val_loss"], state["best_step"]
+        self._progress = self._loaded_fit
+        self._synced_init = True  # every rank loaded the same weights: nothing to synchronize
 
     def __repr__(self) -> str:
         best = "None" if self.best_val_loss is None else f"{self.best_val_loss:.4f}"
@@ -336,6 +441,40 @@ class Trainer:
         return f"Trainer(step={self.step}, device={self.device}{dist_text}, best_val_loss={best})"
 
     # ------------------------------------------------------------------ the steps of fit
+
+    def _begin_fit(self, plan: _FitPlan, resume: bool) -> FitProgress:
+        """Start a new fit (a new epoch, fresh early stopping), or take up the one :meth:`load_checkpoint` loaded."""
+        if not isinstance(resume, bool):
+            raise TypeError(f"Trainer.fit: resume must be True or False, got {type(resume).__name__}")
+        if self.checkpoint_dir is not None and self.is_main_process:
+            for name in ("last.pt", "best.pt"):
+                remove_stale_temporaries(self._checkpoint_path(name))
+        settings = {
+            "total_steps": plan.total_steps,
+            "num_samples": plan.train.shape[0],
+            "batch_size": plan.batch_size,
+            "eval_every": plan.eval_every,
+            "patience": self.patience,
+            "restore_best": self.restore_best,
+        }
+        if resume:
+            progress = self._loaded_fit
+            if progress is None:
+                raise ValueError(
+                    "Trainer.fit(resume=True): there is no fit to resume; first load a checkpoint written during or "
+                    "after a fit with load_checkpoint(path) (Trainer(checkpoint_dir=..., checkpoint_every=N) writes "
+                    "last.pt while it trains)"
+                )
+            progress.check_continues(**settings)
+            torch.set_rng_state(progress.extra["rng"].cpu())
+            progress.extra = {}  # the schedule and early stopping were restored by load_checkpoint
+        else:
+            self._schedule.start(plan.train.shape[0], plan.batch_size)
+            self._stopping = EarlyStopping(self.patience, keep_weights=self.restore_best)
+            progress = FitProgress(start_step=self.step, **settings)
+        self._loaded_fit = None
+        self._progress = progress
+        return progress
 
     def _plan_fit(
         self,
@@ -473,18 +612,22 @@ class Trainer:
                 "preprocessing as the training data)"
             )
         if self._stopping.update(val_loss, self.step, self.flow):
-            if self.checkpoint_dir is not None:
-                self.save_checkpoint(self.checkpoint_dir / "best.pt")
+            if self.checkpoint_dir is not None and self.save_best:
+                self.save_checkpoint(self._checkpoint_path("best.pt"))
             return False
         return self._stopping.should_stop
 
     def _finish_fit(self) -> None:
         """Write ``last.pt`` (with the final weights), then load the best weights back if they were kept."""
         if self.checkpoint_dir is not None:
-            self.save_checkpoint(self.checkpoint_dir / "last.pt")
+            self.save_checkpoint(self._checkpoint_path("last.pt"))
         self._stopping.restore(self.flow)
 
     # ------------------------------------------------------------------ helpers
+
+    def _checkpoint_path(self, name: str) -> Path:
+        assert self.checkpoint_dir is not None
+        return self.checkpoint_dir / name
 
     @property
     def _shows_progress(self) -> bool:

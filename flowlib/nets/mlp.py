@@ -1,4 +1,4 @@
-r"""Conditioner networks: the plain neural networks inside coupling layers.
+r"""Plain conditioner networks: the fully connected and convolutional networks inside coupling layers.
 
 A conditioner can be any network: invertibility never asks anything of it. Two
 details matter for flows:
