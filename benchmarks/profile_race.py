@@ -15,7 +15,8 @@ PyTorch's default initialization, untrained) and, for each of three phases,
 * ``sample``: ``sample`` of as many points, gradients off;
 
 1. times every contender without the profiler (``--repeats`` calls each, interleaved, median), and
-   picks the fastest peer of that phase;
+   picks the fastest peer of that phase; for ``train`` also on a batch of one point (one image), which
+   leaves the fixed cost of a step (Python, dispatch, autograd bookkeeping, Adam) and hardly any arithmetic;
 2. runs ``torch.profiler`` (CPU activities) over ``--calls`` calls of flowlib (input checks on, as a
    user gets it) and of that peer, and of the floor for ``train``, and prints for each the number of
    operator calls per call and the top operators by self CPU time.
@@ -49,7 +50,7 @@ CHECKS_OFF = "flowlib (checks off)"
 
 
 def setups(task: race.Task, seed: int) -> tuple[list[race.Contender], Tensor, Tensor]:
-    """The race's contenders of ``task`` (no ``Trainer.fit`` row), a block of training batches and the inference points."""
+    """The race's contenders of ``task`` (not ``Trainer.fit``), a block of training batches, the inference points."""
     if task.name == "B":
         digits = race.digits_data(seed)
         racers = race.contenders_b(race.LIBRARIES, digits, seed, extras=False)
@@ -80,7 +81,9 @@ def phase_call(c: race.Contender, phase: str, batches: Tensor, points: Tensor) -
     return call
 
 
-def time_calls(calls: dict[str, Callable[[int], object]], setup: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+def time_calls(
+    calls: dict[str, Callable[[int], object]], setup: dict[str, Callable[[], None]], repeats: int
+) -> dict[str, float]:
     """Median seconds per call of each, over ``repeats`` interleaved calls (after 3 warm-up calls each)."""
     seconds: dict[str, list[float]] = {name: [] for name in calls}
     for name, call in calls.items():
@@ -96,8 +99,10 @@ def time_calls(calls: dict[str, Callable[[int], object]], setup: dict[str, Calla
     return {name: statistics.median(ts) for name, ts in seconds.items()}
 
 
-def profile_calls(call: Callable[[int], object], setup: Callable[[], None], calls: int, top: int) -> tuple[int, float, list[tuple[str, int, float]]]:
-    """Profile ``calls`` calls: (aten ops per call, self CPU ms per call in all, top ops as (name, calls, self ms) per call)."""
+def profile_calls(
+    call: Callable[[int], object], setup: Callable[[], None], calls: int, top: int
+) -> tuple[int, float, list[tuple[str, int, float]]]:
+    """Profile ``calls`` calls: aten ops per call, self CPU ms per call, top ops as (name, calls, self ms) per call."""
     setup()
     for i in range(3):
         call(i)
@@ -133,11 +138,34 @@ def profile_task(task: race.Task, seed: int, repeats: int, calls: int, top: int,
         out(f"Un-profiled, median of {repeats} interleaved calls: "
             + ", ".join(f"{name} {t * 1000:.2f} ms" for name, t in medians.items())
             + f". Fastest peer: {fastest}. flowlib ÷ {fastest}: {medians[FLOWLIB] / medians[fastest]:.2f}×"
-            + (f", ÷ floor: {medians[FLOWLIB] / medians[floor.name]:.2f}× (peer ÷ floor {medians[fastest] / medians[floor.name]:.2f}×)"
-               if phase == "train" else "")
-            + (f"; checks off ÷ checks on: {medians[CHECKS_OFF] / medians[FLOWLIB]:.3f}" if CHECKS_OFF in medians else "")
+            + (
+                f", ÷ floor: {medians[FLOWLIB] / medians[floor.name]:.2f}× "
+                f"(peer ÷ floor {medians[fastest] / medians[floor.name]:.2f}×)"
+                if phase == "train" else ""
+            )
+            + (
+                f"; checks off ÷ checks on: {medians[CHECKS_OFF] / medians[FLOWLIB]:.3f}"
+                if CHECKS_OFF in medians else ""
+            )
             + ".")
         out("")
+        if phase == "train":  # the fixed cost of a step: Python, dispatch, autograd, Adam; hardly any arithmetic
+            tiny = {
+                name: (lambda i, c=by_name[name]: c.train_window(batches[i % len(batches)][None, :1]))
+                for name in runnable
+            }
+            fixed = time_calls(tiny, setup, repeats)
+            out(f"The same step on a batch of 1 (its fixed cost), median of {repeats}: "
+                + ", ".join(f"{name} {t * 1000:.2f} ms" for name, t in fixed.items())
+                + f". Above the floor's: flowlib {1000 * (fixed[FLOWLIB] - fixed[floor.name]):.2f} ms"
+                + (
+                    f" (checks off {1000 * (fixed[CHECKS_OFF] - fixed[floor.name]):.2f} ms)"
+                    if CHECKS_OFF in fixed else ""
+                )
+                + f", {fastest} {1000 * (fixed[fastest] - fixed[floor.name]):.2f} ms; at batch {batches.shape[1]}: "
+                f"flowlib {1000 * (medians[FLOWLIB] - medians[floor.name]):.2f} ms, "
+                f"{fastest} {1000 * (medians[fastest] - medians[floor.name]):.2f} ms.")
+            out("")
         profiled = [FLOWLIB, fastest] + ([floor.name] if phase == "train" else [])
         for name in profiled:
             ops, total, ranked = profile_calls(runnable[name], setup[name], calls, top)
@@ -169,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out(f"# Profiles: `{' '.join([os.path.relpath(sys.executable), *sys.argv])}`")
     out("")
-    out(f"{datetime.datetime.now().astimezone().isoformat(timespec='seconds')}; flowlib at commit {race.flowlib_commit()}; "
+    now = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    out(f"{now}; flowlib at commit {race.flowlib_commit()}; "
         f"torch {torch.__version__}, {torch.get_num_threads()} threads; seed {args.seed}; untrained models "
         f"(the race's initialization); load average (1 min) {os.getloadavg()[0]:.2f}.")
     out("")

@@ -5,6 +5,7 @@ Run from the repository root with the benchmark's own environment::
     benchmarks/.venv/bin/python benchmarks/race.py --task all          # A, B and C
     benchmarks/.venv/bin/python benchmarks/race.py --task A --quick    # 300-step smoke run
     benchmarks/.venv/bin/python benchmarks/race.py --task B            # the MAF on the digits, 3000 steps
+    benchmarks/.venv/bin/python benchmarks/race.py --task all --seeds 0 1 2   # once per seed: median best NLL
 
 The protocol (``shared/BENCHMARK-PROTOCOL.md``, summarized in ``benchmarks/README.md``):
 two-moons data (``make_moons(20000, noise=0.05)`` train, 5000 fresh test samples,
@@ -34,6 +35,17 @@ the same batch, with no masks, permutations, log-dets or base log-prob (loss: th
 mean square of their outputs). What a library spends above the floor is its
 bookkeeping. The floor is fast, so its windows are 200 steps (the window's 100
 batches twice) to stay above the protocol's 0.5 s.
+
+After training, *inference* is timed on the trained models, gradients off, the same
+way as task B's sampling always was (interleaved rounds, each call repeated for at
+least 0.5 s per round, median time of a call): ``log_prob`` of 10,000 points (the
+test set twice) and ``sample(10_000)`` on tasks A and C, 5 rounds; ``log_prob`` of
+1,000 test images (tiled) and ``sample(1000)`` on task B, 3 rounds.
+
+With ``--seeds S1 S2 ...`` the whole race runs once per seed (data, batches,
+initialization and test set all follow the seed), and the tables give the median
+over the seeds of each model's best test NLL (and each seed's), while steps/s, the
+paired ratios and the inference rates are medians over all seeds' rounds and calls.
 """
 
 from __future__ import annotations
@@ -803,7 +815,9 @@ def summarize(task: Task, racers: list[Contender], steps: int, digits: Digits | 
                 "x_dense_floor": paired_ratio(c.windows, dense.windows) if dense and not dense.failure else None,
                 "best_test_bits_per_dim": digits.bits_per_dim(best[1]) if digits is not None and best else None,
                 **{
-                    f"{kind}_per_s": len_points / statistics.median(c.inference[kind]) if c.inference.get(kind) else None
+                    f"{kind}_per_s": (
+                        len_points / statistics.median(c.inference[kind]) if c.inference.get(kind) else None
+                    )
                     for kind in INFER_KINDS
                 },
                 "inference_seconds": {kind: [round(t, 6) for t in ts] for kind, ts in c.inference.items()},
@@ -863,7 +877,9 @@ def combine(per_seed: list[dict]) -> dict:
             "steps_per_s": _median([n / t for n, t in windows]),
             "timed_windows": sum(row["timed_windows"] for row in own),
             "disturbed_windows": sum(row["disturbed_windows"] for row in own),
-            "shortest_window_s": min((row["shortest_window_s"] for row in own if row["shortest_window_s"]), default=None),
+            "shortest_window_s": min(
+                (row["shortest_window_s"] for row in own if row["shortest_window_s"]), default=None
+            ),
         }
         for key, match in references.items():
             pairs: list[float] = []
@@ -933,7 +949,8 @@ def table(result: dict) -> str:
         "",
         "| library | params | train steps/s | ÷ floor"
         + (" (masked) | ÷ dense floor" if b else "")
-        + f" | ÷ flowlib | {nll_head} | log_prob/s (n = {n:,}) | × fastest peer | sample/s (n = {n:,}) | × fastest peer |",
+        + f" | ÷ flowlib | {nll_head} | log_prob/s (n = {n:,}) | × fastest peer"
+        + f" | sample/s (n = {n:,}) | × fastest peer |",
         "|---|" + "---:|" * (10 if b else 9),
     ]
     for row in result["rows"]:
@@ -1068,12 +1085,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta["load_average_1min_start_end"] = [round(load_start[0], 2), round(load_end[0], 2)]
     during = [load for r in results for one in r["per_seed"] for load in one["load_1min_per_round"]]
     meta["load_average_1min_during"] = {"median": _median(during), "max": max(during, default=None)}
-    busy = max(load_start[0], load_end[0]) > 0.5
+    # The race's own threads count in the load average while it runs (and for a minute after): judge other
+    # jobs by the load before it started and by how far the load during the rounds exceeds its own threads.
+    busy = load_start[0] > 0.5 or (max(during, default=0.0) > args.threads + 0.5)
     meta["machine_load"] = (
-        "other jobs were using the CPU during this run (1-min load average above 0.5 outside the race): "
-        "absolute steps/s are depressed and noisy; the paired ratios are the figures to compare"
+        "other jobs were using the CPU during this run (1-min load average above 0.5 before the race, or above "
+        f"{args.threads} threads + 0.5 during it): absolute steps/s are depressed and noisy; the paired ratios "
+        "are the figures to compare"
         if busy
-        else "the machine was otherwise idle at the start and end of the run"
+        else f"the machine was otherwise idle (load below 0.5 before the race and below {args.threads} threads "
+        "+ 0.5 during it)"
     )
 
     header = "\n".join(

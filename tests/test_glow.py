@@ -178,6 +178,26 @@ def test_a_loaded_actnorm_is_not_initialized_again() -> None:
     assert torch.equal(z_loaded, z_trained) and torch.equal(ladj_loaded, ladj_trained)
 
 
+def test_forward_reads_the_flag_once_and_again_after_loading() -> None:
+    """After the first forward the flag lives on the host too (no device sync per call); a load resets that."""
+    g = torch.Generator().manual_seed(1)
+    first = 3.0 + 2.0 * torch.randn(32, 3, generator=g)
+    other = -7.0 + 0.1 * torch.randn(32, 3, generator=g)
+    layer = ActNorm(3)
+    fresh_state = _saved_and_loaded(ActNorm(3).state_dict())  # initialized = False
+    layer(first)
+    loc = layer.loc.detach().clone()
+    layer.initialized.fill_(False)  # not read again by forward: the host copy is used
+    layer(other)
+    assert torch.equal(layer.loc, loc)
+    layer.load_state_dict(fresh_state)  # a loaded False is honoured: the next batch initializes
+    assert not bool(layer.initialized)
+    z, _ = layer(other)
+    assert bool(layer.initialized)
+    torch.testing.assert_close(z.mean(0), torch.zeros(3), atol=1e-5, rtol=0)
+    torch.testing.assert_close(layer.loc.detach(), other.mean(0))
+
+
 def test_a_loaded_glow_model_gives_the_same_densities() -> None:
     v = datasets.dequantize(datasets.digits("val")[0][:64], 17, generator=torch.Generator().manual_seed(0))
     torch.manual_seed(0)

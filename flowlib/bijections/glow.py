@@ -69,7 +69,11 @@ class ActNorm(Bijection):
     layer is one fixed bijection, for every batch size, including 1.
 
     * The ``initialized`` flag is a buffer: it is saved in the ``state_dict``,
-      so a loaded model is never re-initialized from the next batch.
+      so a loaded model is never re-initialized from the next batch. Once the
+      flag has been read as true, the layer remembers it on the host, so that
+      a forward pass on a GPU does not wait for the device to read it again;
+      :meth:`load_state_dict` makes it read the (new) flag once more. To
+      initialize a trained layer again, call :meth:`initialize` on a batch.
     * A channel with (near) zero variance is only centred (:math:`s_c = 0`),
       never divided by zero.
     * Under ``torch.distributed`` the statistics are averaged over all
@@ -103,6 +107,10 @@ class ActNorm(Bijection):
         self.log_scale = nn.Parameter(torch.zeros(channels, dtype=dtype))
         self.register_buffer("initialized", torch.tensor(False))
         self.min_std = float(min_std)
+        # A host copy of ``initialized`` once it is true: reading a CUDA buffer with bool()
+        # waits for the device on every forward pass. Loading a state reads the buffer again.
+        self._known_initialized = False
+        self.register_load_state_dict_post_hook(_forget_known_initialization)
 
     @torch.no_grad()
     def initialize(self, x: Tensor) -> None:
@@ -139,8 +147,10 @@ class ActNorm(Bijection):
         return (self.log_scale.sum() * _spatial_size(self.event_shape)).expand(batch)
 
     def _forward(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
-        if not bool(self.initialized):
-            self.initialize(x)
+        if not self._known_initialized:
+            if not bool(self.initialized):
+                self.initialize(x)
+            self._known_initialized = True
         with full_precision(x):
             loc = _channel_view(self.loc, self.event_shape)
             scale = _channel_view(self.log_scale.exp(), self.event_shape)
@@ -154,6 +164,11 @@ class ActNorm(Bijection):
 
     def extra_repr(self) -> str:
         return f"event_shape={tuple(self.event_shape)}, initialized={bool(self.initialized)}"
+
+
+def _forget_known_initialization(module: nn.Module, incompatible_keys: object) -> None:
+    """After ``load_state_dict``: an :class:`ActNorm` reads its loaded ``initialized`` buffer again."""
+    module._known_initialized = False
 
 
 def random_rotation(channels: int, generator: torch.Generator | None = None) -> Tensor:
