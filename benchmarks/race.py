@@ -158,6 +158,15 @@ def build_flowlib(task: Task, default_init: bool = True) -> Built:
     return flow, flow.log_prob, note, flow.sample
 
 
+def compiled(built: Built) -> Built:
+    """The same flow with ``log_prob`` through ``flowlib.compiled.compile_log_prob`` (``torch.compile``; checks on,
+    outside the compiled region). Not the default path: it agrees with it to float32 rounding, not bit for bit."""
+    from flowlib.compiled import compile_log_prob
+
+    flow, _, note, sample = built
+    return flow, compile_log_prob(flow), note + "; log_prob through torch.compile (compile_log_prob)", sample
+
+
 def build_zuko(task: Task) -> Built:
     """zuko: ``RealNVP`` for A; ``GeneralCouplingTransform`` with ``MonotonicRQSTransform`` for C.
 
@@ -389,6 +398,14 @@ def contenders(
                     "flowlib zero-init",
                     lambda: flow_contender(
                         "flowlib zero-init (checks off)", build_flowlib(task, default_init=False), test, _checks(False)
+                    ),
+                )
+            )
+            makers.append(
+                (
+                    "flowlib compiled",
+                    lambda: flow_contender(
+                        "flowlib compiled (checks on)", compiled(build_flowlib(task)), test, _checks(True)
                     ),
                 )
             )
@@ -626,6 +643,10 @@ def contenders_b(libs: Sequence[str], data: Digits, seed: int, extras: bool) -> 
                 ("flowlib zero-init", lambda: flow_contender(
                     "flowlib zero-init (checks off)", build_flowlib_maf(default_init=False), data.test,
                     _checks(False)))
+            )
+            makers.append(
+                ("flowlib compiled", lambda: flow_contender(
+                    "flowlib compiled (checks on)", compiled(build_flowlib_maf()), data.test, _checks(True)))
             )
             makers.append(
                 ("flowlib spline MAF", lambda: flow_contender(
@@ -1022,7 +1043,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 steps, results to *-quick files")
     parser.add_argument("--libs", default=",".join(LIBRARIES), help="comma-separated subset of " + ",".join(LIBRARIES))
     parser.add_argument(
-        "--extras", action="store_true", help="also race flowlib with its own zero-initialized last layers"
+        "--extras", action="store_true", help="also race flowlib with its own zero-initialized last layers, flowlib through torch.compile (compile_log_prob), and on B a spline MAF"
     )
     parser.add_argument(
         "--threads",
