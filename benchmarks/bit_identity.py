@@ -13,11 +13,11 @@ masks, a context, splines, Glow, MAF and IAF, NICE), with the input checks on:
 
 Run it with the old and the new flowlib and compare (``torch.equal`` on every tensor)::
 
-    PYTHONPATH=/tmp/old benchmarks/.venv/bin/python benchmarks/bit_identity.py dump /tmp/before.pt
-    benchmarks/.venv/bin/python benchmarks/bit_identity.py dump /tmp/after.pt
-    benchmarks/.venv/bin/python benchmarks/bit_identity.py compare /tmp/before.pt /tmp/after.pt
+    PYTHONPATH=old-flowlib benchmarks/.venv/bin/python benchmarks/bit_identity.py dump before.pt
+    benchmarks/.venv/bin/python benchmarks/bit_identity.py dump after.pt
+    benchmarks/.venv/bin/python benchmarks/bit_identity.py compare before.pt after.pt
 
-(``/tmp/old`` holding a copy of the old ``flowlib/`` package). One torch thread (``--threads``); a few seconds.
+(``old-flowlib/`` holding a copy of the old ``flowlib/`` package). One torch thread (``--threads``); a few seconds.
 """
 
 from __future__ import annotations

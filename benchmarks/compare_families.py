@@ -28,13 +28,12 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
+from provenance import commit, machine
 
 from flowlib.compare import (
     appendix_budget,
@@ -74,15 +73,6 @@ def run(data_name: str, seed: int, full: bool) -> list[dict[str, object]]:
         }
         for row in rows
     ]
-
-
-def _commit() -> str:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "flowlib"], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip() + (" + uncommitted changes in flowlib/" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
 
 
 def summarize(runs: list[dict[str, object]]) -> dict[str, dict[str, dict[str, float]]]:
@@ -127,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             for result in results:
                 result["command"] = f".venv/bin/python {command}"
                 result["date"] = datetime.date.today().isoformat()
-                result["commit"] = _commit()
+                result["commit"] = commit()
                 score = f"{result['test_bpd']:.4f} bits/dim" if result["test_bpd"] is not None else \
                     f"{result['test_nll']:.4f} nats"
                 print(f"{data_name:6s} seed {seed} {result['model']:20s} {score}, {result['ms_per_step']:.1f} ms/step",
@@ -136,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             stored["runs"].sort(key=lambda r: (r["data"] != "moons", r["seed"]))
             stored["protocol"] = __doc__.split("\n\n")[2].replace("\n", " ")
             stored["budgets"] = {name: appendix_budget(name, args.full) for name in ("moons", "digits")}
-            stored["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread"
+            stored["machine"] = machine(1)
             stored["summary"] = summarize(stored["runs"])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(stored, indent=1) + "\n")

@@ -29,15 +29,14 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from provenance import commit, machine
 
 from flowlib import Compose, Flow
 from flowlib import data as datasets
@@ -137,15 +136,6 @@ def run(arm: str, seed: int, full: bool, data: dict[str, torch.Tensor]) -> dict[
     }
 
 
-def _commit() -> str:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "flowlib"], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip() + (" + uncommitted changes in flowlib/" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
-
-
 def summarize(runs: list[dict[str, object]]) -> dict[str, dict[str, float]]:
     """Per arm: mean and standard deviation of the test bits/dim over seeds, and the mean times."""
     out: dict[str, dict[str, float]] = {}
@@ -185,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run(arm, seed, args.full, data)
             result["command"] = f".venv/bin/python {command}"
             result["date"] = datetime.date.today().isoformat()
-            result["commit"] = _commit()
+            result["commit"] = commit()
             print(f"{arm:26s} seed {seed}: test {result['test_bpd']:.4f} bits/dim, best val "
                   f"{result['best_val_bpd']:.4f} at step {result['best_step']}, {result['parameters']:,} parameters, "
                   f"{result['train_cpu_seconds']:.1f} s CPU ({result['train_wall_seconds']:.1f} s wall)", flush=True)
@@ -194,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
             stored["protocol"] = __doc__.split("\n\n")[2].replace("\n", " ")
             stored["budget"] = "3000 steps, eval every 50, patience 10" if args.full else \
                 "300 steps, eval every 25, patience 4"
-            stored["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread"
+            stored["machine"] = machine(1)
             stored["summary"] = summarize(stored["runs"])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(stored, indent=1) + "\n")

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -39,6 +37,8 @@ from torch.nn import functional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import race  # noqa: E402  (the race's data, batches and model, so that the runs are the race's)
+
+from provenance import machine  # noqa: E402
 
 from flowlib.bijections import MaskedAutoregressive  # noqa: E402
 from flowlib.bijections.scalar import AffineTransform, ScalarTransform  # noqa: E402
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         argv if argv is not None else sys.argv[1:])
     stored["date"] = datetime.date.today().isoformat()
     stored["commit"] = race.flowlib_commit()
-    stored["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, {args.threads} thread(s)"
+    stored["machine"] = machine(args.threads)
     summary = {}
     for variant in names:
         mine = [r for r in stored["runs"] if r["variant"] == variant]

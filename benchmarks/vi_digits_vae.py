@@ -35,14 +35,13 @@ import datetime
 import json
 import math
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
+from provenance import commit, machine
 
 from flowlib import data as datasets
 from flowlib.train import Trainer
@@ -106,15 +105,6 @@ def run(arm: str, seed: int, full: bool, data: dict[str, torch.Tensor]) -> dict[
     }
 
 
-def _commit() -> str:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "flowlib"], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip() + (" + uncommitted changes in flowlib/" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
-
-
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -164,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
             result = run(arm, seed, args.full, data)
             result["command"] = f".venv/bin/python {command}"
             result["date"] = datetime.date.today().isoformat()
-            result["commit"] = _commit()
+            result["commit"] = commit()
             print(f"{arm:9s} seed {seed}: ELBO {result['test_elbo']:.2f}, IW {result['test_iw_log_likelihood']:.2f} "
                   f"({result['test_iw_bpd']:.4f} bits/dim), gap {result['gap']:.2f}, best step {result['best_step']}, "
                   f"{result['train_cpu_seconds']:.1f} s CPU", flush=True)
@@ -173,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             stored["protocol"] = __doc__.split("\n\n")[2].replace("\n", " ")
             stored["budget"] = "3000 steps, eval every 100, patience 6" if args.full else \
                 "600 steps, eval every 50, patience 4"
-            stored["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread"
+            stored["machine"] = machine(1)
             stored["summary"] = summarize(stored["runs"])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(stored, indent=1) + "\n")

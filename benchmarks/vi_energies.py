@@ -31,16 +31,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from provenance import commit, machine
 
 from flowlib import Compose, DiagonalGaussian, Flow
 from flowlib.bijections import InverseAutoregressive, Planar
@@ -95,15 +93,6 @@ def run(model: str, seed: int, full: bool) -> list[dict[str, object]]:
     return rows
 
 
-def _commit() -> str:
-    try:
-        done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "flowlib"], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout.strip() + (" + uncommitted changes in flowlib/" if dirty.stdout.strip() else "")
-    except OSError:
-        return "unknown"
-
-
 def summarize(runs: list[dict[str, object]]) -> dict[str, dict[str, dict[str, float]]]:
     """Per target and model: the mean, smallest and largest ELBO gap and |IW error| over the seeds."""
     out: dict[str, dict[str, dict[str, float]]] = {}
@@ -145,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows:
                 row["command"] = f".venv/bin/python {command}"
                 row["date"] = datetime.date.today().isoformat()
-                row["commit"] = _commit()
+                row["commit"] = commit()
                 print(f"{row['target']} {model:9s} seed {seed}: gap {row['elbo_gap']:.3f}, IW error "
                       f"{row['iw_error']:+.3f} +- {row['iw_std_error']:.3f}, ESS {row['ess_fraction']:.2f}, "
                       f"{row['train_cpu_seconds']:.1f} s CPU", flush=True)
@@ -154,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                                                r["seed"]))
             stored["protocol"] = __doc__.split("\n\n")[2].replace("\n", " ")
             stored["budget"] = "3000 steps, lr 0.01" if args.full else "300 steps, lr 0.03"
-            stored["machine"] = f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, 1 thread"
+            stored["machine"] = machine(1)
             stored["summary"] = summarize(stored["runs"])
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(json.dumps(stored, indent=1) + "\n")

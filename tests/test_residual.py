@@ -37,13 +37,7 @@ D64 = torch.float64
 Z_BOUND = 4.0  # standard errors
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The statistical tests make thousands of small autograd calls: one thread avoids waiting on others."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of small autograd calls
 
 
 def block(features=4, hidden=(16, 16), kappa=0.9, activation="lipswish", seed=0, scale=1.0, **options):

@@ -46,13 +46,7 @@ D64 = torch.float64
 Z_BOUND = 4.0  # standard errors
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Thousands of small autograd calls: one thread avoids waiting on others when the cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # thousands of small autograd calls
 
 
 # ---------------------------------------------------------------------- targets
